@@ -1,0 +1,77 @@
+// Opens the Gpu in Node.js through Dawn (the `webgpu` npm package) on Vulkan. Not for browsers.
+//
+// Choice of Vulkan driver: VK_ICD_FILENAMES when set; otherwise the system's drivers (a real GPU),
+// and when they offer no adapter, the SwiftShader CPU driver that Debian's `chromium` ships.
+
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GpuUnavailableError } from '../errors.ts';
+import { type Gpu, type GpuOptions, gpuFromAdapter } from './device.ts';
+
+export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+const HOW_TO_GET_ONE =
+  'Run `bash scripts/setup.sh` (as root it installs Debian\'s `chromium` and `libvulkan1`, which give a ' +
+  'CPU WebGPU adapter through SwiftShader), or install a Vulkan driver for your GPU. To choose a driver, ' +
+  `set VK_ICD_FILENAMES, e.g. VK_ICD_FILENAMES=${SWIFTSHADER_ICD}.`;
+
+// Dawn frees its instance when the JavaScript GPU object is collected, even while a device made from
+// it is still in use (a crash in the instance's event processing). Every instance that produced an
+// adapter is therefore kept here for the life of the process.
+const instances: GPU[] = [];
+
+export async function openNodeGpu(options: GpuOptions = {}): Promise<Gpu> {
+  if (!process.env.XDG_RUNTIME_DIR || !existsSync(process.env.XDG_RUNTIME_DIR)) {
+    process.env.XDG_RUNTIME_DIR = mkdtempSync(join(tmpdir(), 'whetstone-xdg-'));
+  }
+  let mod: typeof import('webgpu');
+  try {
+    mod = await import('webgpu');
+  } catch (cause) {
+    throw new GpuUnavailableError(`The \`webgpu\` package (Dawn for Node) could not be loaded: ${String(cause)}`, {
+      hint: 'Run `npm install` in the project folder.',
+      cause,
+    });
+  }
+  Object.assign(globalThis, mod.globals);
+
+  const tried: string[] = [];
+  const attempt = async (label: string): Promise<GPUAdapter | null> => {
+    tried.push(label);
+    try {
+      const instance = mod.create([]);
+      const adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
+      if (adapter) instances.push(instance);
+      return adapter;
+    } catch {
+      return null;
+    }
+  };
+
+  let adapter: GPUAdapter | null;
+  if (process.env.VK_ICD_FILENAMES) {
+    adapter = await attempt(`VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES}`);
+  } else {
+    adapter = await attempt('system Vulkan drivers');
+    if (!adapter && existsSync(SWIFTSHADER_ICD)) {
+      process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+      adapter = await attempt(`SwiftShader (${SWIFTSHADER_ICD})`);
+    }
+  }
+  if (!adapter) {
+    const missingLoader = !hasVulkanLoader();
+    throw new GpuUnavailableError(
+      `No WebGPU adapter found in Node (tried: ${tried.join('; ')}).` +
+        (missingLoader ? ' The Vulkan loader (libvulkan.so.1) is not installed.' : ''),
+      { hint: HOW_TO_GET_ONE },
+    );
+  }
+  return gpuFromAdapter(adapter, 'node-dawn', options);
+}
+
+function hasVulkanLoader(): boolean {
+  return ['/usr/lib/x86_64-linux-gnu/libvulkan.so.1', '/usr/lib/aarch64-linux-gnu/libvulkan.so.1', '/usr/lib/libvulkan.so.1'].some(
+    (p) => existsSync(p),
+  );
+}

@@ -1,0 +1,18 @@
+// The Gpu for *.gpu.test.ts files: one Node (Dawn) device per test file. A machine without a
+// WebGPU adapter makes every GPU test fail with instructions; nothing is skipped.
+
+import { type Gpu, type GpuOptions } from './device.ts';
+import { openNodeGpu } from './node.ts';
+
+const opened = new Map<string, Promise<Gpu>>();
+
+/** The shared test device (or one with the given options). Rejects with GpuUnavailableError. */
+export function testGpu(options: GpuOptions = {}): Promise<Gpu> {
+  const key = JSON.stringify(options);
+  let p = opened.get(key);
+  if (!p) {
+    p = openNodeGpu(options);
+    opened.set(key, p);
+  }
+  return p;
+}

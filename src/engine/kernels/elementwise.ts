@@ -1,0 +1,68 @@
+// Dispatcher of shaders/elementwise.wgsl: axpby, mul, affine and fill over f32 tensors of any size,
+// split ones included (same-shaped tensors are split the same way, so chunks pair one to one).
+
+import { ShapeError } from '../errors.ts';
+import type { Batch } from '../gpu/batch.ts';
+import type { Tensor } from '../gpu/tensor.ts';
+import { SHADERS } from './shaders.ts';
+
+const WG = 256;
+
+function params(n: number, alpha: number, beta: number): Uint32Array {
+  const u = new Uint32Array(4);
+  const f = new Float32Array(u.buffer);
+  u[0] = n;
+  f[1] = alpha;
+  f[2] = beta;
+  return u;
+}
+
+function sameShape(op: string, ...ts: Tensor[]): void {
+  const [first] = ts;
+  for (const t of ts) {
+    if (t.dtype !== 'f32') throw new ShapeError(`${op} takes f32 tensors; ${t.describe()} is ${t.dtype}.`);
+    if (t.numel !== first.numel || t.shape.length !== first.shape.length || t.shape.some((d, i) => d !== first.shape[i])) {
+      throw new ShapeError(`${op}: shapes differ: ${ts.map((x) => x.describe()).join(' vs ')}.`);
+    }
+  }
+}
+
+function binary(batch: Batch, op: number, a: Tensor, b: Tensor, out: Tensor, alpha: number, beta: number, name: string): void {
+  sameShape(name, a, b, out);
+  const rowElems = a.rowElems;
+  for (let i = 0; i < a.chunks.length; i++) {
+    const n = a.chunks[i].rows * rowElems;
+    batch.dispatch(SHADERS.elementwise, 'binary', { OP: op }, [a.binding(i), b.binding(i), out.binding(i), batch.uniform(params(n, alpha, beta))], Math.ceil(n / WG));
+  }
+}
+
+
+/** out = alpha·a + beta·b. With alpha = beta = 1 it is the residual add; its backward passes dout to both. */
+export function axpby(batch: Batch, a: Tensor, b: Tensor, out: Tensor, alpha = 1, beta = 1): void {
+  binary(batch, 0, a, b, out, alpha, beta, 'axpby');
+}
+
+/** out = alpha·a·b. Backward: da = alpha·dout·b, db = alpha·dout·a, both calls of mul itself. */
+export function mul(batch: Batch, a: Tensor, b: Tensor, out: Tensor, alpha = 1): void {
+  binary(batch, 1, a, b, out, alpha, 0, 'mul');
+}
+
+/** y = alpha·x + beta. Backward: dx = alpha·dy. */
+export function affine(batch: Batch, x: Tensor, y: Tensor, alpha: number, beta = 0): void {
+  sameShape('affine', x, y);
+  const rowElems = x.rowElems;
+  for (let i = 0; i < x.chunks.length; i++) {
+    const n = x.chunks[i].rows * rowElems;
+    batch.dispatch(SHADERS.elementwise, 'unary', {}, [x.binding(i), y.binding(i), batch.uniform(params(n, alpha, beta))], Math.ceil(n / WG));
+  }
+}
+
+/** Sets every element of t to `value` (NaN included: tests poison outputs this way). */
+export function fill(batch: Batch, t: Tensor, value: number): void {
+  sameShape('fill', t);
+  const rowElems = t.rowElems;
+  for (let i = 0; i < t.chunks.length; i++) {
+    const n = t.chunks[i].rows * rowElems;
+    batch.dispatch(SHADERS.elementwise, 'fill', {}, [t.binding(i), batch.uniform(params(n, value, 0))], Math.ceil(n / WG));
+  }
+}

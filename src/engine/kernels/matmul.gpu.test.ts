@@ -1,0 +1,111 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Gpu } from '../gpu/device.ts';
+import { run } from '../gpu/batch.ts';
+import { readTensor } from '../gpu/readback.ts';
+import { type Tensor, createTensor, tensorFromArray } from '../gpu/tensor.ts';
+import { testGpu } from '../gpu/testing.ts';
+import { Rng } from '../random.ts';
+import { relL2 } from '../reference/compare.ts';
+import * as ref from '../reference/matmul.ts';
+import { fill } from './elementwise.ts';
+import { matmul, matmulOutShape } from './matmul.ts';
+
+const TOL = 1e-6;
+
+async function check(gpu: Gpu, given: { M: number; N: number; K: number; transA?: boolean; transB?: boolean; batch?: number; shareB?: boolean; alpha?: number; accumulate?: boolean; seed: number }) {
+  const o = { ...given, transA: given.transA ?? false, transB: given.transB ?? true };
+  const rng = new Rng(o.seed);
+  const batch = o.batch ?? 1;
+  const batched = o.batch !== undefined;
+  const aShape = o.transA ? [o.K, o.M] : [o.M, o.K];
+  const bShape = o.transB ? [o.N, o.K] : [o.K, o.N];
+  const av = rng.fill(batch * o.M * o.K, (r) => r.normal());
+  const bCount = batched && !o.shareB ? batch : 1;
+  const bv = rng.fill(bCount * o.K * o.N, (r) => r.normal());
+  const a = tensorFromArray(gpu, av, batched ? [batch, ...aShape] : aShape);
+  const b = tensorFromArray(gpu, bv, batched && !o.shareB ? [batch, ...bShape] : bShape);
+  const outShape = matmulOutShape(a.shape, b.shape, o);
+  let c: Tensor;
+  let prior: Float32Array | null = null;
+  if (o.accumulate) {
+    prior = rng.fill(batch * o.M * o.N, (r) => r.normal());
+    c = tensorFromArray(gpu, prior, outShape);
+  } else {
+    c = createTensor(gpu, outShape);
+    run(gpu, (bt) => fill(bt, c, NaN));
+  }
+  run(gpu, (bt) => matmul(bt, a, b, c, o));
+  const got = await readTensor(c);
+  const want = ref.matmul(av, bv, { ...o, batch, batchB: bCount });
+  if (prior) for (let i = 0; i < want.length; i++) want[i] += prior[i];
+  a.release();
+  b.release();
+  c.release();
+  return relL2(got, want);
+}
+
+describe('matmul kernel vs float64 reference', () => {
+  let gpu: Gpu;
+  beforeAll(async () => {
+    gpu = await testGpu();
+  });
+
+  const shapes = [
+    { M: 1, N: 1, K: 1 },
+    { M: 67, N: 45, K: 93 },
+    { M: 130, N: 7, K: 65 },
+    { M: 5, N: 129, K: 200 },
+    { M: 64, N: 64, K: 16 },
+  ];
+  for (const s of shapes) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        it(`M=${s.M} N=${s.N} K=${s.K} transA=${transA} transB=${transB}`, async () => {
+          expect(await check(gpu, { ...s, transA, transB, seed: s.M * 7 + s.N })).toBeLessThan(TOL);
+        });
+      }
+    }
+  }
+
+  it('scales by alpha and accumulates into C', async () => {
+    expect(await check(gpu, { M: 33, N: 71, K: 19, alpha: -0.37, accumulate: true, seed: 3 })).toBeLessThan(TOL);
+  });
+
+  it('batched with per-batch B and with a shared B', async () => {
+    expect(await check(gpu, { M: 17, N: 23, K: 41, batch: 3, seed: 4 })).toBeLessThan(TOL);
+    expect(await check(gpu, { M: 17, N: 23, K: 41, batch: 3, shareB: true, transB: false, seed: 5 })).toBeLessThan(TOL);
+    expect(await check(gpu, { M: 9, N: 70, K: 12, batch: 2, transA: true, seed: 6 })).toBeLessThan(TOL);
+  });
+
+  it('rejects mismatched shapes with a ShapeError', async () => {
+    const a = createTensor(gpu, [3, 4]);
+    const b = createTensor(gpu, [5, 6]);
+    const c = createTensor(gpu, [3, 5]);
+    expect(() => run(gpu, (bt) => matmul(bt, a, b, c))).toThrowError(/inner dimensions 4 and 6 differ/);
+    for (const t of [a, b, c]) t.release();
+  });
+});
+
+describe('matmul over tensors split across buffers', () => {
+  let gpu: Gpu;
+  beforeAll(async () => {
+    // 2 KiB per binding: a [67, 45] f32 tensor (12 KiB) is split into 7 buffers.
+    gpu = await testGpu({ maxBindingBytes: 2048 });
+  });
+
+  it('splits the tensors it was asked to', () => {
+    const t = createTensor(gpu, [67, 45]);
+    expect(t.chunks.length).toBeGreaterThan(5);
+    expect(t.chunks.reduce((n, c) => n + c.rows, 0)).toBe(67);
+    t.release();
+  });
+
+  for (const transA of [false, true]) {
+    for (const transB of [false, true]) {
+      it(`transA=${transA} transB=${transB}`, async () => {
+        expect(await check(gpu, { M: 67, N: 45, K: 93, transA, transB, seed: 11 })).toBeLessThan(TOL);
+        expect(await check(gpu, { M: 70, N: 100, K: 9, transA, transB, alpha: 0.5, accumulate: true, seed: 12 })).toBeLessThan(TOL);
+      });
+    }
+  }
+});

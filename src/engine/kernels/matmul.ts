@@ -1,0 +1,141 @@
+// Dispatcher of shaders/matmul.wgsl: C = alpha · op(A) · op(B), plain or batched, over tensors that
+// may be split across several buffers. Shapes are checked here; the arithmetic is in the shader.
+
+import { ShapeError } from '../errors.ts';
+import type { Batch } from '../gpu/batch.ts';
+import { type Chunk, type Tensor, chunkBinding, createTensor } from '../gpu/tensor.ts';
+import { SHADERS } from './shaders.ts';
+
+export interface MatmulOptions {
+  /** A is stored (K, M) (or (batch, K, M)) and used transposed. */
+  transA?: boolean;
+  /** B is stored (N, K) and used transposed: y = x · Wᵀ with W in nn.Linear layout. Default true. */
+  transB?: boolean;
+  alpha?: number;
+  /** Add into C instead of overwriting it (gradient accumulation). */
+  accumulate?: boolean;
+}
+
+const TILE = 64;
+
+interface Dims {
+  M: number;
+  N: number;
+  K: number;
+  batch: number;
+  batchB: number;
+}
+
+/** Reads M, N, K and the batch count from the operand shapes, or throws a ShapeError that names them. */
+export function matmulDims(a: readonly number[], b: readonly number[], opts: MatmulOptions = {}): Dims {
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? true;
+  const what = () => `matmul of A [${a.join(', ')}]${transA ? 'ᵀ' : ''} by B [${b.join(', ')}]${transB ? 'ᵀ' : ''}`;
+  if ((a.length !== 2 && a.length !== 3) || (b.length !== 2 && b.length !== 3)) {
+    throw new ShapeError(`${what()}: operands must be 2-D or 3-D (batched).`);
+  }
+  const batch = a.length === 3 ? a[0] : 1;
+  const batchB = b.length === 3 ? b[0] : 1;
+  if (b.length === 3 && a.length === 2) throw new ShapeError(`${what()}: a batched B needs a batched A.`);
+  if (b.length === 3 && batchB !== batch) throw new ShapeError(`${what()}: batch sizes ${batch} and ${batchB} differ.`);
+  const [ar, ac] = a.slice(-2);
+  const [br, bc] = b.slice(-2);
+  const [M, Ka] = transA ? [ac, ar] : [ar, ac];
+  const [Kb, N] = transB ? [bc, br] : [br, bc];
+  if (Ka !== Kb) throw new ShapeError(`${what()}: inner dimensions ${Ka} and ${Kb} differ.`);
+  return { M, N, K: Ka, batch, batchB };
+}
+
+/** The shape of C for these operands. */
+export function matmulOutShape(a: readonly number[], b: readonly number[], opts: MatmulOptions = {}): number[] {
+  const d = matmulDims(a, b, opts);
+  return a.length === 3 ? [d.batch, d.M, d.N] : [d.M, d.N];
+}
+
+/** C ← alpha · op(A) · op(B) (or C += … with `accumulate`). */
+export function matmul(batch: Batch, a: Tensor, b: Tensor, c: Tensor, opts: MatmulOptions = {}): void {
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? true;
+  const d = matmulDims(a.shape, b.shape, opts);
+  const want = matmulOutShape(a.shape, b.shape, opts);
+  if (c.shape.length !== want.length || c.shape.some((v, i) => v !== want[i])) {
+    throw new ShapeError(`matmul output C is [${c.shape.join(', ')}] but the product is [${want.join(', ')}].`);
+  }
+  for (const t of [a, b, c]) {
+    if (t.dtype !== 'f32') throw new ShapeError(`matmul takes f32 tensors; ${t.describe()} is ${t.dtype}.`);
+  }
+  if (d.M === 0 || d.N === 0) return;
+  const lda = transA ? d.M : d.K;
+  const ldb = transB ? d.K : d.N;
+  const constants = { TRANS_A: transA, TRANS_B: transB };
+
+  if (d.batch > 1 || a.shape.length === 3) {
+    if (a.isSplit || b.isSplit || c.isSplit) {
+      throw new ShapeError(`Batched matmul over a tensor split across buffers is not supported (${[a, b, c].filter((t) => t.isSplit).map((t) => t.describe()).join(', ')}).`);
+    }
+    const params = packParams(d.M, d.N, d.K, lda, ldb, d.N, 0, 0, 0, d.M * d.K, d.batchB === 1 && b.shape.length === 2 ? 0 : d.K * d.N, d.M * d.N, opts.alpha ?? 1);
+    batch.dispatch(SHADERS.matmul, 'main', { ...constants, ACCUMULATE: Boolean(opts.accumulate) }, [a.binding(), b.binding(), c.binding(), batch.uniform(params)], [
+      Math.ceil(d.N / TILE),
+      Math.ceil(d.M / TILE),
+      d.batch,
+    ]);
+    return;
+  }
+
+  // 2-D: cut M, N and K where any operand's storage changes buffer, and run one dispatch per block.
+  const mCuts = cuts(d.M, transA ? [] : [a], [c]);
+  const nCuts = cuts(d.N, transB ? [b] : []);
+  const kCuts = cuts(d.K, transA ? [a] : [], transB ? [] : [b]);
+  for (let mi = 0; mi + 1 < mCuts.length; mi++) {
+    const m0 = mCuts[mi];
+    const Mp = mCuts[mi + 1] - m0;
+    for (let ni = 0; ni + 1 < nCuts.length; ni++) {
+      const n0 = nCuts[ni];
+      const Np = nCuts[ni + 1] - n0;
+      for (let ki = 0; ki + 1 < kCuts.length; ki++) {
+        const k0 = kCuts[ki];
+        const Kp = kCuts[ki + 1] - k0;
+        const ca = chunkAt(a, transA ? k0 : m0);
+        const cb = chunkAt(b, transB ? n0 : k0);
+        const cc = chunkAt(c, m0);
+        const offA = transA ? (k0 - ca.rowStart) * lda + m0 : (m0 - ca.rowStart) * lda + k0;
+        const offB = transB ? (n0 - cb.rowStart) * ldb + k0 : (k0 - cb.rowStart) * ldb + n0;
+        const offC = (m0 - cc.rowStart) * d.N + n0;
+        const accumulate = Boolean(opts.accumulate) || ki > 0;
+        const params = packParams(Mp, Np, Kp, lda, ldb, d.N, offA, offB, offC, 0, 0, 0, opts.alpha ?? 1);
+        batch.dispatch(SHADERS.matmul, 'main', { ...constants, ACCUMULATE: accumulate }, [chunkBinding(ca), chunkBinding(cb), chunkBinding(cc), batch.uniform(params)], [
+          Math.ceil(Np / TILE),
+          Math.ceil(Mp / TILE),
+          1,
+        ]);
+      }
+    }
+  }
+}
+
+/** Allocates C and computes it. */
+export function matmulNew(batch: Batch, a: Tensor, b: Tensor, opts: MatmulOptions = {}, label?: string): Tensor {
+  const c = createTensor(a.gpu, matmulOutShape(a.shape, b.shape, opts), 'f32', { label, transient: true });
+  matmul(batch, a, b, c, opts);
+  return c;
+}
+
+function packParams(...v: number[]): Uint32Array {
+  const u = new Uint32Array(16);
+  const f = new Float32Array(u.buffer);
+  for (let i = 0; i < 12; i++) u[i] = v[i];
+  f[12] = v[12];
+  return u;
+}
+
+/** Boundaries 0 = c0 < c1 < … < extent where the row chunks of the given tensors start. */
+function cuts(extent: number, ...groups: Tensor[][]): number[] {
+  const set = new Set<number>([0, extent]);
+  for (const group of groups) for (const t of group) for (const ch of t.chunks) if (ch.rowStart > 0 && ch.rowStart < extent) set.add(ch.rowStart);
+  return [...set].sort((x, y) => x - y);
+}
+
+function chunkAt(t: Tensor, row: number): Chunk {
+  for (const ch of t.chunks) if (row >= ch.rowStart && row < ch.rowStart + ch.rows) return ch;
+  return t.chunks[t.chunks.length - 1];
+}
