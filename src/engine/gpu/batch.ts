@@ -29,7 +29,7 @@ export class Batch {
   readonly encoder: GPUCommandEncoder;
   dispatches = 0;
   private readonly arena: UniformArena;
-  private readonly pages: Uint8Array[] = [];
+  private readonly pages: Uint8Array<ArrayBuffer>[] = [];
   private slot = 0;
   private submitted = false;
 

@@ -201,7 +201,7 @@ export function writeTensor(t: Tensor, data: ArrayLike<number> | ArrayBufferView
 }
 
 function writePadded(device: GPUDevice, buffer: GPUBuffer, offset: number, part: ArrayBufferView): void {
-  const bytes = new Uint8Array(part.buffer, part.byteOffset, part.byteLength);
+  const bytes = new Uint8Array(part.buffer as ArrayBuffer, part.byteOffset, part.byteLength);
   if (bytes.byteLength % 4 === 0) {
     device.queue.writeBuffer(buffer, offset, bytes);
     return;

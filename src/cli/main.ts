@@ -1,0 +1,65 @@
+// The `whetstone` command line: parses arguments and runs EngineApi commands on Dawn in Node.
+// Each command's output is a stable contract: JSON where a script will read it.
+
+import { parseArgs } from 'node:util';
+import { describeError } from '../engine/errors.ts';
+import { openNodeGpu } from '../engine/gpu/node.ts';
+import { EngineApi } from '../worker/engine-api.ts';
+
+const USAGE = `whetstone <command> [options]
+
+Commands:
+  gpu [--json]        Describe the WebGPU adapter and run the kernel self-test
+  help                Show this text
+
+Environment:
+  VK_ICD_FILENAMES    Vulkan driver to use (default: the system's, else Chromium's SwiftShader)`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'gpu':
+        return await gpuCommand(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        return 0;
+      default:
+        console.error(`Unknown command "${command}".\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (e) {
+    const d = describeError(e);
+    console.error(`error: ${d.name}: ${d.message}`);
+    if (d.hint) console.error(`hint: ${d.hint}`);
+    return 1;
+  }
+}
+
+async function gpuCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { json: { type: 'boolean', default: false } }, strict: true });
+  const api = new EngineApi(() => openNodeGpu());
+  const status = await api.connect();
+  if (!status.ok) {
+    console.error(`error: ${status.error.name}: ${status.error.message}`);
+    if (status.error.hint) console.error(`hint: ${status.error.hint}`);
+    return 1;
+  }
+  const report = await api.selfTest();
+  if (values.json) {
+    console.log(JSON.stringify({ adapter: status.adapter, selfTest: report }));
+  } else {
+    const a = status.adapter;
+    console.log(`adapter: ${a.vendor} ${a.architecture} ${a.description}`.trim());
+    console.log(`f16: ${a.f16 ? 'yes' : 'no'}  subgroups: ${a.subgroups ? 'yes' : 'no'}  timestamp-query: ${a.timestampQuery ? 'yes' : 'no'}`);
+    console.log(`max storage binding: ${a.limits.maxStorageBufferBindingSize} bytes  max buffer: ${a.limits.maxBufferSize} bytes`);
+    for (const c of report.cases) {
+      console.log(`${c.passed ? 'pass' : 'FAIL'}  ${c.name.padEnd(24)} ${c.problem.padEnd(22)} relL2 ${c.relL2.toExponential(2)}  ${c.ms.toFixed(1)} ms`);
+    }
+    console.log(report.passed ? 'self-test passed' : 'self-test FAILED');
+  }
+  return report.passed ? 0 : 1;
+}
