@@ -1,6 +1,7 @@
-// The Gpu for *.gpu.test.ts files: one Node (Dawn) device per test file. A machine without a
-// WebGPU adapter makes every GPU test fail with instructions; nothing is skipped.
+// The Gpu for *.gpu.test.ts files: one Node (Dawn) device per test file and option set. A machine
+// without a WebGPU adapter makes every GPU test fail with instructions; nothing is skipped.
 
+import { GpuUnavailableError, WhetstoneError } from '../errors.ts';
 import { type Gpu, type GpuOptions } from './device.ts';
 import { openNodeGpu } from './node.ts';
 
@@ -11,7 +12,13 @@ export function testGpu(options: GpuOptions = {}): Promise<Gpu> {
   const key = JSON.stringify(options);
   let p = opened.get(key);
   if (!p) {
-    p = openNodeGpu(options);
+    p = openNodeGpu(options).catch((e: unknown) => {
+      // Test runners print the message, not the hint: put the instructions in the message.
+      if (e instanceof WhetstoneError && e.hint) {
+        throw new GpuUnavailableError(`GPU tests need a WebGPU adapter. ${e.message} How to get one: ${e.hint}`, { cause: e });
+      }
+      throw e;
+    });
     opened.set(key, p);
   }
   return p;
