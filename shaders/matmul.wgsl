@@ -5,6 +5,7 @@
 // The transposed variants give backward's products: dX = dY·W (TRANS_B false), dW = dYᵀ·X (TRANS_A).
 // Each workgroup computes a BM×BN tile of C with 16×16 threads of TM×TN outputs each, staging
 // BK-deep slices of A and B in workgroup memory. Edges are bound-checked: any M, N, K works.
+// TM (1, 2 or 4) is an override so that skinny products (few tokens) do not waste rows: BM = 16·TM.
 // Offsets and strides are in elements. lda, ldb, ldc are the row strides of A, B, C as stored, so a
 // call may work on a sub-block of larger matrices (the dispatcher uses this for split tensors).
 
@@ -30,11 +31,11 @@ struct Params {
 override TRANS_A: bool = false;
 override TRANS_B: bool = true;
 override ACCUMULATE: bool = false;
+override TM: u32 = 4u;
 
-const BM: u32 = 64u;
+override BM: u32 = 16u * TM;
 const BN: u32 = 64u;
 const BK: u32 = 16u;
-const TM: u32 = 4u;
 const TN: u32 = 4u;
 const THREADS: u32 = 256u;
 
@@ -43,7 +44,7 @@ const THREADS: u32 = 256u;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-var<workgroup> As: array<f32, 1024>; // [BK][BM]
+var<workgroup> As: array<f32, 1024>; // [BK][BM], BM ≤ 64
 var<workgroup> Bs: array<f32, 1024>; // [BK][BN]
 
 fn loadA(base: u32, m: u32, k: u32) -> f32 {
@@ -80,8 +81,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   }
 
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
-    // Each thread stages 4 elements of each tile, walking memory in its contiguous direction.
-    for (var r = 0u; r < 4u; r++) {
+    // Each thread stages TM elements of the A tile and 4 of the B tile, walking memory in its
+    // contiguous direction.
+    for (var r = 0u; r < TM; r++) {
       let e = li + r * THREADS;
       var am: u32;
       var ak: u32;
@@ -93,6 +95,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
         ak = e % BK;
       }
       As[ak * BM + am] = loadA(baseA, m0 + am, k0 + ak);
+    }
+    for (var r = 0u; r < 4u; r++) {
+      let e = li + r * THREADS;
       var bn: u32;
       var bk: u32;
       if (TRANS_B) {

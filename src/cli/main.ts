@@ -5,11 +5,15 @@ import { parseArgs } from 'node:util';
 import { describeError } from '../engine/errors.ts';
 import { openNodeGpu } from '../engine/gpu/node.ts';
 import { EngineApi } from '../worker/engine-api.ts';
+import { benchCommand } from './bench.ts';
 
 const USAGE = `whetstone <command> [options]
 
 Commands:
   gpu [--json]        Describe the WebGPU adapter and run the kernel self-test
+  bench [--tokens 16,128] [--models SmolLM2-135M,...] [--repeats N] [--out FILE] [--no-tfjs]
+                      Time the kernels on model-shaped problems against TensorFlow.js's WebGPU
+                      backend on the same adapter; prints a table and writes JSON
   help                Show this text
 
 Environment:
@@ -21,6 +25,8 @@ export async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'gpu':
         return await gpuCommand(rest);
+      case 'bench':
+        return await benchCommand(rest);
       case undefined:
       case 'help':
       case '--help':

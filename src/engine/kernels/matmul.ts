@@ -16,7 +16,12 @@ export interface MatmulOptions {
   accumulate?: boolean;
 }
 
-const TILE = 64;
+const TILE_N = 64;
+
+/** Rows per thread (the shader's TM): a 16·TM-row tile, as small as the product allows. */
+function rowsPerThread(M: number): number {
+  return M <= 16 ? 1 : M <= 32 ? 2 : 4;
+}
 
 interface Dims {
   M: number;
@@ -67,7 +72,8 @@ export function matmul(batch: Batch, a: Tensor, b: Tensor, c: Tensor, opts: Matm
   if (d.M === 0 || d.N === 0) return;
   const lda = transA ? d.M : d.K;
   const ldb = transB ? d.K : d.N;
-  const constants = { TRANS_A: transA, TRANS_B: transB };
+  const tm = rowsPerThread(d.M);
+  const constants = { TRANS_A: transA, TRANS_B: transB, TM: tm };
 
   if (d.batch > 1 || a.shape.length === 3) {
     if (a.isSplit || b.isSplit || c.isSplit) {
@@ -75,8 +81,8 @@ export function matmul(batch: Batch, a: Tensor, b: Tensor, c: Tensor, opts: Matm
     }
     const params = packParams(d.M, d.N, d.K, lda, ldb, d.N, 0, 0, 0, d.M * d.K, d.batchB === 1 && b.shape.length === 2 ? 0 : d.K * d.N, d.M * d.N, opts.alpha ?? 1);
     batch.dispatch(SHADERS.matmul, 'main', { ...constants, ACCUMULATE: Boolean(opts.accumulate) }, [a.binding(), b.binding(), c.binding(), batch.uniform(params)], [
-      Math.ceil(d.N / TILE),
-      Math.ceil(d.M / TILE),
+      Math.ceil(d.N / TILE_N),
+      Math.ceil(d.M / (16 * tm)),
       d.batch,
     ]);
     return;
@@ -104,8 +110,8 @@ export function matmul(batch: Batch, a: Tensor, b: Tensor, c: Tensor, opts: Matm
         const accumulate = Boolean(opts.accumulate) || ki > 0;
         const params = packParams(Mp, Np, Kp, lda, ldb, d.N, offA, offB, offC, 0, 0, 0, opts.alpha ?? 1);
         batch.dispatch(SHADERS.matmul, 'main', { ...constants, ACCUMULATE: accumulate }, [chunkBinding(ca), chunkBinding(cb), chunkBinding(cc), batch.uniform(params)], [
-          Math.ceil(Np / TILE),
-          Math.ceil(Mp / TILE),
+          Math.ceil(Np / TILE_N),
+          Math.ceil(Mp / (16 * tm)),
           1,
         ]);
       }

@@ -1,0 +1,133 @@
+// `whetstone bench` (also `npm run bench`): times the kernels on model-shaped problems and, in the
+// same run on the same adapter, the same matmul shapes through TensorFlow.js's WebGPU backend.
+// Prints a table and writes JSON. Timings are wall-clock from submit to queue completion (no
+// readback), median of the repeats after one warm-up run.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+import { run } from '../engine/gpu/batch.ts';
+import type { Gpu } from '../engine/gpu/device.ts';
+import { openNodeGpu } from '../engine/gpu/node.ts';
+import { createTensor, tensorFromArray } from '../engine/gpu/tensor.ts';
+import { matmul } from '../engine/kernels/matmul.ts';
+import { Rng } from '../engine/random.ts';
+import { startTfjsPeer, type TfjsPeer } from './tfjs-peer.ts';
+
+/** Layer shapes of the models the studio offers (from their config.json). */
+export const MODEL_SHAPES = {
+  'SmolLM2-135M': { hidden: 576, intermediate: 1536, heads: 9, kvHeads: 3, headDim: 64, vocab: 49152 },
+  'Qwen2.5-0.5B': { hidden: 896, intermediate: 4864, heads: 14, kvHeads: 2, headDim: 64, vocab: 151936 },
+  'TinyLlama-1.1B': { hidden: 2048, intermediate: 5632, heads: 32, kvHeads: 4, headDim: 64, vocab: 32000 },
+} as const;
+export type ModelName = keyof typeof MODEL_SHAPES;
+
+export interface MatmulCase {
+  model: ModelName;
+  tokens: number;
+  /** Which product: a projection forward, or a backward product of the MLP down projection. */
+  op: string;
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+}
+
+export interface MatmulResult extends MatmulCase {
+  oursMs: number;
+  oursGflops: number;
+  tfjsMs?: number;
+  tfjsGflops?: number;
+  /** ours / theirs in GFLOP/s: above 1 means faster. */
+  ratio?: number;
+}
+
+export function matmulCases(models: ModelName[], tokens: number[]): MatmulCase[] {
+  const out: MatmulCase[] = [];
+  for (const model of models) {
+    const s = MODEL_SHAPES[model];
+    for (const T of tokens) {
+      const fwd = (op: string, n: number, k: number) => out.push({ model, tokens: T, op, M: T, N: n, K: k, transA: false, transB: true });
+      fwd('q_proj  y = x·Wᵀ', s.heads * s.headDim, s.hidden);
+      fwd('k_proj  y = x·Wᵀ', s.kvHeads * s.headDim, s.hidden);
+      fwd('gate_proj  y = x·Wᵀ', s.intermediate, s.hidden);
+      fwd('down_proj  y = x·Wᵀ', s.hidden, s.intermediate);
+      out.push({ model, tokens: T, op: 'down_proj  dX = dY·W', M: T, N: s.intermediate, K: s.hidden, transA: false, transB: false });
+      out.push({ model, tokens: T, op: 'down_proj  dW = dYᵀ·X', M: s.hidden, N: s.intermediate, K: T, transA: true, transB: false });
+    }
+  }
+  return out;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+async function timeOurs(gpu: Gpu, c: MatmulCase, repeats: number, rng: Rng): Promise<number> {
+  const a = tensorFromArray(gpu, rng.fill(c.M * c.K, (r) => r.normal()), c.transA ? [c.K, c.M] : [c.M, c.K]);
+  const b = tensorFromArray(gpu, rng.fill(c.N * c.K, (r) => r.normal()), c.transB ? [c.N, c.K] : [c.K, c.N]);
+  const y = createTensor(gpu, [c.M, c.N]);
+  const times: number[] = [];
+  for (let i = 0; i < repeats + 1; i++) {
+    const t0 = performance.now();
+    run(gpu, (bt) => matmul(bt, a, b, y, { transA: c.transA, transB: c.transB }));
+    await gpu.device.queue.onSubmittedWorkDone();
+    if (i > 0) times.push(performance.now() - t0);
+  }
+  gpu.check();
+  for (const t of [a, b, y]) t.release();
+  return median(times);
+}
+
+export async function benchCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      tokens: { type: 'string' },
+      models: { type: 'string' },
+      repeats: { type: 'string', default: '3' },
+      out: { type: 'string', default: '.bench/bench.json' },
+      'no-tfjs': { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const gpu = await openNodeGpu();
+  const slow = gpu.summary.architecture === 'swiftshader' || gpu.summary.isFallbackAdapter;
+  const tokens = values.tokens ? values.tokens.split(',').map(Number) : slow ? [16] : [128, 512, 2048];
+  const models = (values.models ? values.models.split(',') : Object.keys(MODEL_SHAPES)) as ModelName[];
+  for (const m of models) if (!(m in MODEL_SHAPES)) throw new Error(`Unknown model "${m}"; known: ${Object.keys(MODEL_SHAPES).join(', ')}`);
+  const repeats = Math.max(1, Number(values.repeats));
+  const peer: TfjsPeer | null = values['no-tfjs'] ? null : await startTfjsPeer();
+  const adapter = `${gpu.summary.vendor} ${gpu.summary.architecture} ${gpu.summary.description}`.trim();
+  console.log(`adapter: ${adapter}; tokens ${tokens.join(', ')}; median of ${repeats} after a warm-up`);
+  console.log('| model | tokens | product | M×N×K | ours ms | ours GFLOP/s | TF.js ms | TF.js GFLOP/s | ours/TF.js |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  const rng = new Rng(1);
+  const results: MatmulResult[] = [];
+  for (const c of matmulCases(models, tokens)) {
+    const flop = 2 * c.M * c.N * c.K;
+    const oursMs = await timeOurs(gpu, c, repeats, rng);
+    const r: MatmulResult = { ...c, oursMs, oursGflops: flop / oursMs / 1e6 };
+    if (peer) {
+      r.tfjsMs = median(await peer.timeMatmul(c.M, c.N, c.K, c.transA, c.transB, repeats));
+      r.tfjsGflops = flop / r.tfjsMs / 1e6;
+      r.ratio = r.oursGflops / r.tfjsGflops;
+    }
+    results.push(r);
+    const f = (v: number | undefined, d: number) => (v === undefined ? '—' : v.toFixed(d));
+    console.log(`| ${c.model} | ${c.tokens} | ${c.op} | ${c.M}×${c.N}×${c.K} | ${f(r.oursMs, 1)} | ${f(r.oursGflops, 3)} | ${f(r.tfjsMs, 1)} | ${f(r.tfjsGflops, 3)} | ${f(r.ratio, 2)} |`);
+  }
+  const ratios = results.map((r) => r.ratio).filter((x): x is number => x !== undefined);
+  if (ratios.length) {
+    const geo = Math.exp(ratios.reduce((s, x) => s + Math.log(x), 0) / ratios.length);
+    console.log(`ours/TF.js: geometric mean ${geo.toFixed(2)}, min ${Math.min(...ratios).toFixed(2)}, max ${Math.max(...ratios).toFixed(2)} over ${ratios.length} shapes`);
+  }
+  mkdirSync(dirname(values.out), { recursive: true });
+  writeFileSync(values.out, JSON.stringify({ date: new Date().toISOString(), adapter: gpu.summary, tokens, repeats, matmul: results }, null, 2));
+  console.log(`wrote ${values.out}`);
+  peer?.dispose();
+  return 0;
+}
