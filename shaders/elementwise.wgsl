@@ -2,6 +2,7 @@
 //   binary:  out = OP(a, b)   OP 0: alpha*a + beta*b   OP 1: alpha*a*b
 //   unary:   y = alpha*x + beta
 //   fill:    dst = alpha
+//   accumulate: acc = beta*acc + alpha*src, in place
 // Their backward passes are themselves elementwise (d(a+b) passes dout through, d(a*b)/da = b),
 // so the same entries serve both directions. Index: the workgroup grid may be folded into 2-D.
 
@@ -57,4 +58,18 @@ fn fill(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     return;
   }
   dst[i] = r.alpha;
+}
+
+@group(0) @binding(0) var<storage, read_write> acc: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<uniform> s: Params;
+
+// acc = beta*acc + alpha*src, in place (gradient accumulation; beta = 0 overwrites).
+@compute @workgroup_size(WG)
+fn accumulate(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let i = (wg.x + wg.y * nwg.x) * WG + li;
+  if (i >= s.n) {
+    return;
+  }
+  acc[i] = s.beta * acc[i] + s.alpha * src[i];
 }

@@ -7,7 +7,7 @@ import { testGpu } from '../gpu/testing.ts';
 import { Rng } from '../random.ts';
 import { relL2 } from '../reference/compare.ts';
 import * as ref from '../reference/elementwise.ts';
-import { affine, axpby, fill, mul } from './elementwise.ts';
+import { accumulate, affine, axpby, fill, mul } from './elementwise.ts';
 
 async function cases(gpu: Gpu, shape: number[], seed: number) {
   const rng = new Rng(seed);
@@ -25,6 +25,12 @@ async function cases(gpu: Gpu, shape: number[], seed: number) {
   };
   await poisonThen('axpby', (bt) => axpby(bt, a, b, out, 0.75, -1.5), ref.axpby(av, bv, 0.75, -1.5));
   await poisonThen('mul', (bt) => mul(bt, a, b, out, 2.5), ref.mul(av, bv, 2.5));
+  {
+    // In place: out starts as a, then out = 0.5·out + 3·b.
+    run(gpu, (bt) => affine(bt, a, out, 1, 0));
+    run(gpu, (bt) => accumulate(bt, out, b, 3, 0.5));
+    results.accumulate = relL2(await readTensor(out), ref.axpby(av, bv, 0.5, 3));
+  }
   await poisonThen('affine', (bt) => affine(bt, a, out, -0.3, 0.9), ref.affine(av, -0.3, 0.9));
   a.release();
   b.release();

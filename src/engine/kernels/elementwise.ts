@@ -1,4 +1,4 @@
-// Dispatcher of shaders/elementwise.wgsl: axpby, mul, affine and fill over f32 tensors of any size,
+// Dispatcher of shaders/elementwise.wgsl: axpby, mul, affine, fill and accumulate over f32 tensors of any size,
 // split ones included (same-shaped tensors are split the same way, so chunks pair one to one).
 
 import { ShapeError } from '../errors.ts';
@@ -64,5 +64,15 @@ export function fill(batch: Batch, t: Tensor, value: number): void {
   for (let i = 0; i < t.chunks.length; i++) {
     const n = t.chunks[i].rows * rowElems;
     batch.dispatch(SHADERS.elementwise, 'fill', {}, [t.binding(i), batch.uniform(params(n, value, 0))], Math.ceil(n / WG));
+  }
+}
+
+/** acc ← beta·acc + alpha·src in place (gradient accumulation: alpha = beta = 1). */
+export function accumulate(batch: Batch, acc: Tensor, src: Tensor, alpha = 1, beta = 1): void {
+  sameShape('accumulate', acc, src);
+  const rowElems = acc.rowElems;
+  for (let i = 0; i < acc.chunks.length; i++) {
+    const n = acc.chunks[i].rows * rowElems;
+    batch.dispatch(SHADERS.elementwise, 'accumulate', {}, [acc.binding(i), src.binding(i), batch.uniform(params(n, alpha, beta))], Math.ceil(n / WG));
   }
 }

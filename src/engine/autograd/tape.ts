@@ -1,0 +1,143 @@
+// The autograd tape: records differentiable ops as they run forward and replays their backward
+// rules in reverse. Leaves that do not require a gradient (frozen weights, inputs) never get a
+// gradient buffer; tensors an op saved for backward, and intermediate values, are released as soon
+// as backward has used them. The rules themselves live in ops.ts; this file only schedules them.
+
+import { InvalidArgumentError } from '../errors.ts';
+import type { Batch } from '../gpu/batch.ts';
+import type { Tensor } from '../gpu/tensor.ts';
+import { accumulate } from '../kernels/elementwise.ts';
+
+let nextVarId = 1;
+
+/** A value in the graph: a tensor, whether it needs a gradient, and the gradient once computed. */
+export class Var {
+  readonly id = nextVarId++;
+  readonly value: Tensor;
+  readonly requiresGrad: boolean;
+  /** Leaves are owned by the caller (parameters, inputs); the tape never releases them. */
+  readonly leaf: boolean;
+  readonly name?: string;
+  /**
+   * The gradient. For a leaf it is the caller's buffer (if given) that backward accumulates into;
+   * for an intermediate it is a transient tensor that backward consumes and releases.
+   */
+  grad: Tensor | null;
+
+  constructor(value: Tensor, requiresGrad: boolean, leaf: boolean, name?: string, grad: Tensor | null = null) {
+    this.value = value;
+    this.requiresGrad = requiresGrad;
+    this.leaf = leaf;
+    this.name = name;
+    this.grad = grad;
+  }
+}
+
+/**
+ * The backward rule of one recorded op: given the gradients of its outputs (null where an output
+ * received none), returns a gradient per input (null where `needs[i]` is false). Returned tensors
+ * become the tape's to accumulate and release. A rule may read its inputs' and outputs' values:
+ * the tape releases an intermediate value only after the rule of the op that produced it has run,
+ * which is after every op that consumed it.
+ */
+export type BackwardRule = (b: Batch, gradOutputs: (Tensor | null)[], needs: boolean[]) => (Tensor | null)[];
+
+interface Node {
+  name: string;
+  inputs: Var[];
+  outputs: Var[];
+  backward: BackwardRule;
+  saved: Tensor[];
+}
+
+export class Tape {
+  /** When false, ops run forward only: nothing is recorded and saved tensors are freed at once. */
+  recording = true;
+  private readonly nodes: Node[] = [];
+
+  /** A leaf: a parameter (requiresGrad, optionally with a persistent gradient buffer) or an input. */
+  leaf(value: Tensor, opts: { requiresGrad?: boolean; grad?: Tensor; name?: string } = {}): Var {
+    const requiresGrad = opts.requiresGrad ?? opts.grad !== undefined;
+    if (opts.grad && opts.grad.numel !== value.numel) {
+      throw new InvalidArgumentError(`Gradient buffer ${opts.grad.describe()} does not match parameter ${value.describe()}.`);
+    }
+    return new Var(value, requiresGrad, true, opts.name ?? value.label, opts.grad ?? null);
+  }
+
+  /**
+   * Records an op that produced `outputs` from `inputs`. `saved` are transients the rule reads in
+   * backward; they are released after it runs (or at once when nothing needs a gradient).
+   */
+  record(name: string, inputs: Var[], outputs: Tensor[], saved: Tensor[], backward: BackwardRule): Var[] {
+    const requiresGrad = this.recording && inputs.some((v) => v.requiresGrad);
+    const outs = outputs.map((t) => new Var(t, requiresGrad, false, name));
+    if (requiresGrad) {
+      this.nodes.push({ name, inputs, outputs: outs, backward, saved });
+    } else {
+      for (const t of saved) t.release();
+    }
+    return outs;
+  }
+
+  /** Number of ops recorded and not yet run backward. */
+  get size(): number {
+    return this.nodes.length;
+  }
+
+  /**
+   * Runs backward from `root` with the gradient `seed` (same shape as root; the tape takes it).
+   * Gradients of leaves accumulate into their buffers (or are left in `leaf.grad` as new tensors);
+   * every intermediate value, gradient and saved tensor is released on the way.
+   */
+  backward(b: Batch, root: Var, seed: Tensor): void {
+    if (!root.requiresGrad) throw new InvalidArgumentError('backward(): the root does not depend on anything that requires a gradient.');
+    this.addGrad(b, root, seed);
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const node = this.nodes[i];
+      const gradOutputs = node.outputs.map((v) => v.grad);
+      if (gradOutputs.some((g) => g !== null)) {
+        const needs = node.inputs.map((v) => v.requiresGrad);
+        const grads = node.backward(b, gradOutputs, needs);
+        for (let j = 0; j < node.inputs.length; j++) {
+          const g = grads[j];
+          if (!g) continue;
+          if (!needs[j]) {
+            g.release();
+            continue;
+          }
+          this.addGrad(b, node.inputs[j], g);
+        }
+      }
+      for (const t of node.saved) t.release();
+      for (const v of node.outputs) {
+        v.grad?.release();
+        v.grad = null;
+        v.value.release();
+      }
+    }
+    this.nodes.length = 0;
+  }
+
+  /** Forgets the recorded ops and frees what they held (forward-only use, or an abandoned step). */
+  discard(): void {
+    for (const node of this.nodes) {
+      for (const t of node.saved) t.release();
+      for (const v of node.outputs) {
+        v.grad?.release();
+        v.grad = null;
+        v.value.release();
+      }
+    }
+    this.nodes.length = 0;
+  }
+
+  private addGrad(b: Batch, v: Var, g: Tensor): void {
+    if (v.grad === null) {
+      // An intermediate's first gradient, or a leaf given no buffer (the caller then owns it).
+      v.grad = g;
+      return;
+    }
+    accumulate(b, v.grad, g);
+    g.release();
+  }
+}
