@@ -54,6 +54,8 @@ export class Tape {
   /** When false, ops run forward only: nothing is recorded and saved tensors are freed at once. */
   recording = true;
   private readonly nodes: Node[] = [];
+  /** Values of unrecorded ops that a recorded op consumed; released with their first consumer. */
+  private readonly adopted = new Set<Var>();
 
   /** A leaf: a parameter (requiresGrad, optionally with a persistent gradient buffer) or an input. */
   leaf(value: Tensor, opts: { requiresGrad?: boolean; grad?: Tensor; name?: string } = {}): Var {
@@ -72,7 +74,16 @@ export class Tape {
     const requiresGrad = this.recording && inputs.some((v) => v.requiresGrad);
     const outs = outputs.map((t) => new Var(t, requiresGrad, false, name));
     if (requiresGrad) {
-      this.nodes.push({ name, inputs, outputs: outs, backward, saved });
+      // An intermediate that no recorded op produced (its inputs needed no gradient) is freed
+      // after the backward rule of its first consumer, which runs last among its consumers.
+      const held = [...saved];
+      for (const v of inputs) {
+        if (!v.leaf && !v.requiresGrad && !this.adopted.has(v)) {
+          this.adopted.add(v);
+          held.push(v.value);
+        }
+      }
+      this.nodes.push({ name, inputs, outputs: outs, backward, saved: held });
     } else {
       for (const t of saved) t.release();
     }
@@ -116,6 +127,7 @@ export class Tape {
       }
     }
     this.nodes.length = 0;
+    this.adopted.clear();
   }
 
   /** Forgets the recorded ops and frees what they held (forward-only use, or an abandoned step). */
@@ -129,6 +141,7 @@ export class Tape {
       }
     }
     this.nodes.length = 0;
+    this.adopted.clear();
   }
 
   private addGrad(b: Batch, v: Var, g: Tensor): void {

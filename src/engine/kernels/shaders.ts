@@ -3,9 +3,19 @@
 
 import elementwise from '../../../shaders/elementwise.wgsl?raw';
 import matmul from '../../../shaders/matmul.wgsl?raw';
+import rmsnorm from '../../../shaders/rmsnorm.wgsl?raw';
+import rope from '../../../shaders/rope.wgsl?raw';
+import swiglu from '../../../shaders/swiglu.wgsl?raw';
+import dropout from '../../../shaders/dropout.wgsl?raw';
+import embedding from '../../../shaders/embedding.wgsl?raw';
 import type { ShaderSource } from '../gpu/pipelines.ts';
 
 export const SHADERS = {
   elementwise: { name: 'elementwise', code: elementwise },
   matmul: { name: 'matmul', code: matmul },
+  rmsnorm: { name: 'rmsnorm', code: rmsnorm },
+  rope: { name: 'rope', code: rope },
+  swiglu: { name: 'swiglu', code: swiglu },
+  dropout: { name: 'dropout', code: dropout },
+  embedding: { name: 'embedding', code: embedding },
 } satisfies Record<string, ShaderSource>;
