@@ -7,8 +7,7 @@
 import { InvalidArgumentError, ShapeError } from '../errors.ts';
 import type { Batch } from '../gpu/batch.ts';
 import type { Gpu } from '../gpu/device.ts';
-import { type Tensor, createTensor } from '../gpu/tensor.ts';
-import { rowPieces } from './rmsnorm.ts';
+import { type Tensor, createTensor, rowPieces } from '../gpu/tensor.ts';
 import { SHADERS } from './shaders.ts';
 
 const WG = 256;

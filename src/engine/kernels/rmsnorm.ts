@@ -1,57 +1,12 @@
 // Dispatcher of shaders/rmsnorm.wgsl: RMSNorm forward (y and the rstd that backward needs) and
 // backward (dx overwritten, dweight accumulated). Any (..., k·C) tensor is viewed as (rows, C), which
 // is how Qwen3's q_norm/k_norm normalise (T, H·D) per head. Tensors split across buffers are cut into
-// pieces of whole rows (rowPieces, also used by the rope and embedding dispatchers).
+// pieces of whole rows (rowPieces from gpu/tensor.ts).
 
 import { ShapeError } from '../errors.ts';
 import type { Batch } from '../gpu/batch.ts';
-import type { Tensor } from '../gpu/tensor.ts';
+import { type Tensor, rowPieces } from '../gpu/tensor.ts';
 import { SHADERS } from './shaders.ts';
-
-/** Where a piece of rows lives in one tensor: its chunk and the element offset inside that chunk. */
-export interface PieceAt {
-  chunk: number;
-  offset: number;
-}
-
-/** Rows [start, start + count) of a row view, held by one chunk of every tensor involved. */
-export interface Piece {
-  start: number;
-  count: number;
-  at: PieceAt[];
-}
-
-/**
- * Cuts rows [0, n) of a row view into pieces that each lie in one chunk of every tensor, where
- * `parts[i] = [tensor, elements of that tensor per row]`. Throws a ShapeError when a tensor is split
- * inside a row (its leading dimension does not hold whole rows of the view).
- */
-export function rowPieces(n: number, parts: readonly (readonly [Tensor, number])[]): Piece[] {
-  const cuts = new Set<number>([0, n]);
-  for (const [t, unit] of parts) {
-    for (const c of t.chunks) {
-      const e = c.rowStart * t.rowElems;
-      if (e % unit !== 0) {
-        throw new ShapeError(`Tensor ${t.describe()} is split across buffers at element ${e}, inside a row of ${unit} elements.`);
-      }
-      if (e / unit > 0 && e / unit < n) cuts.add(e / unit);
-    }
-  }
-  const sorted = [...cuts].sort((a, b) => a - b);
-  const pieces: Piece[] = [];
-  for (let i = 0; i + 1 < sorted.length; i++) {
-    const start = sorted[i];
-    const at = parts.map(([t, unit]) => {
-      const e = start * unit;
-      const re = t.rowElems;
-      let k = t.chunks.findIndex((c) => e >= c.rowStart * re && e < (c.rowStart + c.rows) * re);
-      if (k < 0) k = t.chunks.length - 1;
-      return { chunk: k, offset: e - t.chunks[k].rowStart * re };
-    });
-    pieces.push({ start, count: sorted[i + 1] - start, at });
-  }
-  return pieces;
-}
 
 const DW_COLS = 32;
 

@@ -5,8 +5,7 @@
 
 import { ShapeError } from '../errors.ts';
 import type { Batch } from '../gpu/batch.ts';
-import type { Tensor } from '../gpu/tensor.ts';
-import { rowPieces } from './rmsnorm.ts';
+import { type Tensor, rowPieces } from '../gpu/tensor.ts';
 import { SHADERS } from './shaders.ts';
 
 export { ropeInvFreq, type RopeScaling } from '../reference/rope.ts';
