@@ -5,6 +5,7 @@ import elementwise from '../../../shaders/elementwise.wgsl?raw';
 import matmul from '../../../shaders/matmul.wgsl?raw';
 import rmsnorm from '../../../shaders/rmsnorm.wgsl?raw';
 import rope from '../../../shaders/rope.wgsl?raw';
+import attention from '../../../shaders/attention.wgsl?raw';
 import swiglu from '../../../shaders/swiglu.wgsl?raw';
 import dropout from '../../../shaders/dropout.wgsl?raw';
 import embedding from '../../../shaders/embedding.wgsl?raw';
@@ -15,6 +16,7 @@ export const SHADERS = {
   matmul: { name: 'matmul', code: matmul },
   rmsnorm: { name: 'rmsnorm', code: rmsnorm },
   rope: { name: 'rope', code: rope },
+  attention: { name: 'attention', code: attention },
   swiglu: { name: 'swiglu', code: swiglu },
   dropout: { name: 'dropout', code: dropout },
   embedding: { name: 'embedding', code: embedding },
