@@ -12,6 +12,7 @@ import { openNodeGpu } from '../engine/gpu/node.ts';
 import { createTensor, tensorFromArray } from '../engine/gpu/tensor.ts';
 import { matmul } from '../engine/kernels/matmul.ts';
 import { Rng } from '../engine/random.ts';
+import { type KernelCase, kernelCases } from './bench-kernels.ts';
 import { startTfjsPeer, type TfjsPeer } from './tfjs-peer.ts';
 
 /** Layer shapes of the models the studio offers (from their config.json). */
@@ -32,6 +33,15 @@ export interface MatmulCase {
   K: number;
   transA: boolean;
   transB: boolean;
+}
+
+export interface KernelResult {
+  model: ModelName;
+  tokens: number;
+  kernel: string;
+  ms: number;
+  throughput: number;
+  unit: KernelCase['unit'];
 }
 
 export interface MatmulResult extends MatmulCase {
@@ -125,8 +135,34 @@ export async function benchCommand(args: string[]): Promise<number> {
     const geo = Math.exp(ratios.reduce((s, x) => s + Math.log(x), 0) / ratios.length);
     console.log(`ours/TF.js: geometric mean ${geo.toFixed(2)}, min ${Math.min(...ratios).toFixed(2)}, max ${Math.max(...ratios).toFixed(2)} over ${ratios.length} shapes`);
   }
+
+  console.log('');
+  console.log('| model | tokens | kernel | ms | throughput |');
+  console.log('| --- | --- | --- | --- | --- |');
+  const kernels: KernelResult[] = [];
+  for (const model of models) {
+    for (const T of tokens) {
+      const { cases, release } = kernelCases(gpu, MODEL_SHAPES[model], T, rng);
+      for (const k of cases) {
+        const times: number[] = [];
+        for (let i = 0; i < repeats + 1; i++) {
+          const t0 = performance.now();
+          run(gpu, k.run);
+          await gpu.device.queue.onSubmittedWorkDone();
+          if (i > 0) times.push(performance.now() - t0);
+        }
+        gpu.check();
+        const ms = median(times);
+        const throughput = k.work / ms / 1e6;
+        kernels.push({ model, tokens: T, kernel: k.kernel, ms, throughput, unit: k.unit });
+        console.log(`| ${model} | ${T} | ${k.kernel} | ${ms.toFixed(2)} | ${throughput.toFixed(3)} ${k.unit} |`);
+      }
+      release();
+    }
+  }
+
   mkdirSync(dirname(values.out), { recursive: true });
-  writeFileSync(values.out, JSON.stringify({ date: new Date().toISOString(), adapter: gpu.summary, tokens, repeats, matmul: results }, null, 2));
+  writeFileSync(values.out, JSON.stringify({ date: new Date().toISOString(), adapter: gpu.summary, tokens, repeats, matmul: results, kernels }, null, 2));
   console.log(`wrote ${values.out}`);
   peer?.dispose();
   return 0;
