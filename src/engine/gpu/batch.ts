@@ -26,7 +26,9 @@ export type Workgroups = number | readonly [number, number?, number?];
 
 export class Batch {
   readonly gpu: Gpu;
-  readonly encoder: GPUCommandEncoder;
+  private readonly commands: GPUCommandEncoder;
+  /** The compute pass that consecutive dispatches share; ended before copies and at submit. */
+  private pass: GPUComputePassEncoder | null = null;
   dispatches = 0;
   private readonly arena: UniformArena;
   private readonly pages: Uint8Array<ArrayBuffer>[] = [];
@@ -35,7 +37,7 @@ export class Batch {
 
   constructor(gpu: Gpu, label = 'batch') {
     this.gpu = gpu;
-    this.encoder = gpu.device.createCommandEncoder({ label });
+    this.commands = gpu.device.createCommandEncoder({ label });
     let arena = arenas.get(gpu);
     if (!arena) arenas.set(gpu, (arena = new UniformArena(gpu)));
     this.arena = arena;
@@ -64,18 +66,31 @@ export class Batch {
     if (x === 0 || y === 0 || z === 0) return;
     const pipeline = this.gpu.pipelines.get(shader, entry, constants);
     const group = this.gpu.pipelines.bindGroup(pipeline, bindings, (b) => this.gpu.allocator.id(b));
-    const pass = this.encoder.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(x, y, z);
-    pass.end();
+    // One pass for a run of dispatches: WebGPU orders and synchronises dispatches within a pass,
+    // and beginning a pass per dispatch costs CPU time on every backend.
+    if (!this.pass) this.pass = this.commands.beginComputePass();
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, group);
+    this.pass.dispatchWorkgroups(x, y, z);
     this.dispatches++;
     this.gpu.counters.dispatches++;
+  }
+
+  /** The command encoder, for copies between dispatches: ends the open compute pass first. */
+  get encoder(): GPUCommandEncoder {
+    this.endPass();
+    return this.commands;
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
   }
 
   /** Writes the uniforms and submits the recorded work. */
   submit(): void {
     if (this.submitted) return;
+    this.endPass();
     this.submitted = true;
     const used = this.slot;
     const perPage = PAGE_BYTES / SLOT_ALIGN;
@@ -83,7 +98,7 @@ export class Batch {
       const bytes = Math.min(PAGE_BYTES, (used - p * perPage) * SLOT_ALIGN);
       if (bytes > 0) this.gpu.device.queue.writeBuffer(this.arena.page(p), 0, this.pages[p], 0, bytes);
     }
-    this.gpu.device.queue.submit([this.encoder.finish()]);
+    this.gpu.device.queue.submit([this.commands.finish()]);
     this.gpu.counters.submits++;
   }
 }
