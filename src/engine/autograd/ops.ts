@@ -1,11 +1,19 @@
 // Differentiable ops and their backward rules, side by side: every rule the tape runs is in this
 // file. Each op runs its forward kernels into fresh transient tensors, and records a rule that
-// computes the gradients of the inputs that need one (frozen inputs get none).
+// computes the gradients of the inputs that need one (frozen inputs get none). Integer inputs
+// (token ids, positions, segments, labels) and constants (rope's inv_freq) are plain tensors, not
+// Vars: nothing is differentiated with respect to them.
 
 import type { Batch } from '../gpu/batch.ts';
-import { type Tensor, createTensor } from '../gpu/tensor.ts';
-import { affine, axpby, mul as mulKernel } from '../kernels/elementwise.ts';
+import { type Chunk, Tensor, createTensor } from '../gpu/tensor.ts';
+import { type AttentionOptions, attention as attentionKernel, attentionBackward, attentionLseShape, attentionShape, attentionStatsShape } from '../kernels/attention.ts';
+import { crossEntropy } from '../kernels/cross_entropy.ts';
+import { affine, axpby, fill, mul as mulKernel } from '../kernels/elementwise.ts';
+import { type TokenGroups, embedding as embeddingKernel, embeddingBackward } from '../kernels/embedding.ts';
 import { matmul, matmulOutShape } from '../kernels/matmul.ts';
+import { rmsnorm as rmsnormKernel, rmsnormBackward } from '../kernels/rmsnorm.ts';
+import { rope as ropeKernel, ropeBackward } from '../kernels/rope.ts';
+import { swiglu as swigluKernel, swigluBackward } from '../kernels/swiglu.ts';
 import type { Tape, Var } from './tape.ts';
 
 /** A transient f32 tensor from the pool. */
@@ -52,6 +60,150 @@ export function mul(tape: Tape, b: Batch, x: Var, y: Var): Var {
     if (dy) mulKernel(bb, d!, x.value, dy);
     return [dx, dy];
   })[0];
+}
+
+/** y = x · rstd · weight per row of C = weight's length (Llama's RMSNorm); a frozen weight gets no gradient. */
+export function rmsnorm(tape: Tape, b: Batch, x: Var, weight: Var, eps: number): Var {
+  const C = weight.value.shape[0];
+  const y = scratch(b, x.value.shape, 'rmsnorm'); // (..., C)
+  const rstd = scratch(b, [x.value.numel / C], 'rmsnorm.rstd'); // (rows)
+  rmsnormKernel(b, x.value, weight.value, y, rstd, eps);
+  return tape.record('rmsnorm', [x, weight], [y], [rstd], (bb, [dy], needs) => {
+    const dx = scratch(bb, x.value.shape, 'rmsnorm.dx'); // (..., C), written even when x needs none
+    let dw: Tensor | null = null;
+    if (needs[1]) {
+      dw = scratch(bb, [C], 'rmsnorm.dw'); // (C), accumulated by the kernel
+      fill(bb, dw, 0);
+    }
+    rmsnormBackward(bb, x.value, weight.value, rstd, dy!, dx, dw);
+    return [dx, dw];
+  })[0];
+}
+
+/** Rotary embedding of x (N, H·D) at i32 positions (N) with inv_freq (D/2); neither is differentiated. */
+export function rope(tape: Tape, b: Batch, x: Var, positions: Tensor, invFreq: Tensor): Var {
+  const out = scratch(b, x.value.shape, 'rope'); // (N, H·D)
+  ropeKernel(b, x.value, positions, invFreq, out);
+  return tape.record('rope', [x], [out], [], (bb, [dy]) => {
+    const dx = scratch(bb, dy!.shape, 'rope.dx'); // (N, H·D)
+    ropeBackward(bb, dy!, positions, invFreq, dx);
+    return [dx];
+  })[0];
+}
+
+/** silu(gate) · up, elementwise over (N, F). */
+export function swiglu(tape: Tape, b: Batch, gate: Var, up: Var): Var {
+  const out = scratch(b, gate.value.shape, 'swiglu'); // (N, F)
+  swigluKernel(b, gate.value, up.value, out);
+  return tape.record('swiglu', [gate, up], [out], [], (bb, [dy]) => {
+    const dgate = scratch(bb, gate.value.shape, 'swiglu.dgate'); // (N, F)
+    const dup = scratch(bb, up.value.shape, 'swiglu.dup'); // (N, F)
+    swigluBackward(bb, gate.value, up.value, dy!, dgate, dup);
+    return [dgate, dup];
+  })[0];
+}
+
+/**
+ * Rows of table (V, C) gathered by i32 ids (N) → (N, C). `hostIds` are the same ids on the CPU
+ * (validated here, and used by backward to group tokens by id into `groups`); they must stay
+ * unchanged until backward has run.
+ */
+export function embedding(tape: Tape, b: Batch, table: Var, ids: Tensor, hostIds: Int32Array, groups: TokenGroups): Var {
+  const [V, C] = table.value.shape;
+  const out = scratch(b, [ids.numel, C], 'embedding'); // (N, C)
+  embeddingKernel(b, table.value, ids, out, hostIds);
+  return tape.record('embedding', [table], [out], [], (bb, [dy]) => {
+    const dtable = scratch(bb, [V, C], 'embedding.dtable'); // (V, C), rows of absent ids stay 0
+    fill(bb, dtable, 0);
+    embeddingBackward(bb, hostIds, dy!, dtable, groups);
+    return [dtable];
+  })[0];
+}
+
+export interface AttentionOpOptions extends AttentionOptions {
+  /** Prefix keys and values (P, Hkv·D) shared over the batch (prefix tuning): both or neither. */
+  prefixK?: Var;
+  prefixV?: Var;
+}
+
+/**
+ * Causal grouped-query attention of q (B·T, Hq·D) over k, v (B·T, Hkv·D) within segments (B·T)
+ * i32 (negative: padding), plus the prefix keys and values when given → (B·T, Hq·D).
+ */
+export function attention(tape: Tape, b: Batch, q: Var, k: Var, v: Var, segments: Tensor, opts: AttentionOpOptions): Var {
+  const { prefixK, prefixV, ...o } = opts;
+  const x = { q: q.value, k: k.value, v: v.value, segments, prefixK: prefixK?.value, prefixV: prefixV?.value };
+  const s = attentionShape(x, o);
+  const out = scratch(b, q.value.shape, 'attention'); // (B·T, Hq·D)
+  const lse = scratch(b, attentionLseShape(s), 'attention.lse'); // (B, Hq, T)
+  attentionKernel(b, x, out, lse, o);
+  const inputs = prefixK && prefixV ? [q, k, v, prefixK, prefixV] : [q, k, v];
+  return tape.record('attention', inputs, [out], [lse], (bb, [dOut], needs) => {
+    const stats = scratch(bb, attentionStatsShape(s), 'attention.stats'); // (B, Hq, T, 2)
+    const grads = {
+      dq: scratch(bb, q.value.shape, 'attention.dq'), // (B·T, Hq·D)
+      dk: scratch(bb, k.value.shape, 'attention.dk'), // (B·T, Hkv·D)
+      dv: scratch(bb, v.value.shape, 'attention.dv'), // (B·T, Hkv·D)
+      dPrefixK: prefixK ? scratch(bb, prefixK.value.shape, 'attention.dPrefixK') : undefined, // (P, Hkv·D)
+      dPrefixV: prefixV ? scratch(bb, prefixV.value.shape, 'attention.dPrefixV') : undefined, // (P, Hkv·D)
+    };
+    attentionBackward(bb, x, out, lse, dOut!, stats, grads, o);
+    stats.release();
+    const all = [grads.dq, grads.dk, grads.dv, grads.dPrefixK, grads.dPrefixV].slice(0, inputs.length) as Tensor[];
+    return all.map((g, i) => {
+      if (needs[i]) return g;
+      g.release();
+      return null;
+    });
+  })[0];
+}
+
+export interface CrossEntropyLossOptions {
+  /** Tokens per chunk of the (chunkTokens, V) logits buffer. */
+  chunkTokens: number;
+}
+
+/**
+ * The mean cross-entropy (1) of logits = h (N, C) · lmHeadᵀ (V, C) against i32 labels (N), -100
+ * ignored; `hostCount` (the counted labels, from the CPU copy) divides the sum. The kernel computes
+ * dh and dW in the same pass as the loss, so they are computed here when recording needs them, and
+ * the rule hands them over multiplied by the incoming gradient of the loss.
+ */
+export function crossEntropyLoss(tape: Tape, b: Batch, h: Var, lmHead: Var, labels: Tensor, hostCount: number, opts: CrossEntropyLossOptions): Var {
+  const loss = scratch(b, [1], 'crossEntropy.loss'); // (1)
+  const dh = tape.recording && h.requiresGrad ? scratch(b, h.value.shape, 'crossEntropy.dh') : undefined; // (N, C)
+  const dW = tape.recording && lmHead.requiresGrad ? scratch(b, lmHead.value.shape, 'crossEntropy.dW') : undefined; // (V, C)
+  if (dW) fill(b, dW, 0);
+  crossEntropy(b, h.value, lmHead.value, labels, hostCount, { chunkTokens: opts.chunkTokens, loss, dh, dW });
+  const saved = [dh, dW].filter((t) => t !== undefined);
+  return tape.record('crossEntropyLoss', [h, lmHead], [loss], saved, (bb, [dl], needs) => [
+    needs[0] && dh ? scaleByScalar(bb, dh, dl!) : null,
+    needs[1] && dW ? scaleByScalar(bb, dW, dl!) : null,
+  ])[0];
+}
+
+/** Rows of a column view per matmul call: 65535 (WebGPU's least per-dimension workgroup limit) tiles of 64 rows. */
+const SCALE_SLICE = 65535 * 64;
+
+/**
+ * t · s for a (1) tensor s that lives on the GPU, as a new transient of t's shape: a K = 1 matmul of
+ * t viewed as one column (numel, 1) by s viewed as (1, 1), slice by slice so that no dispatch has
+ * more workgroups than a dimension allows. Same-shaped tensors are split alike, so the chunks of t
+ * and of the result pair one to one.
+ */
+function scaleByScalar(b: Batch, t: Tensor, s: Tensor): Tensor {
+  const out = scratch(b, t.shape, 'scaled');
+  const column = (src: Tensor, c: Chunk, start: number, rows: number) =>
+    new Tensor(src.gpu, [rows, 1], 'f32', [{ buffer: c.buffer, offset: c.offset + start * 4, rowStart: 0, rows, bytes: rows * 4 }], src.transient);
+  const scalar = new Tensor(s.gpu, [1, 1], 'f32', [...s.chunks], s.transient);
+  t.chunks.forEach((c, i) => {
+    const n = c.rows * t.rowElems;
+    for (let start = 0; start < n; start += SCALE_SLICE) {
+      const rows = Math.min(SCALE_SLICE, n - start);
+      matmul(b, column(t, c, start, rows), scalar, column(out, out.chunks[i], start, rows), { transB: true });
+    }
+  });
+  return out;
 }
 
 function copy(b: Batch, t: Tensor): Tensor {

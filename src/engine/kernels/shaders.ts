@@ -3,21 +3,27 @@
 
 import elementwise from '../../../shaders/elementwise.wgsl?raw';
 import matmul from '../../../shaders/matmul.wgsl?raw';
+import cross_entropy from '../../../shaders/cross_entropy.wgsl?raw';
 import rmsnorm from '../../../shaders/rmsnorm.wgsl?raw';
 import rope from '../../../shaders/rope.wgsl?raw';
 import attention from '../../../shaders/attention.wgsl?raw';
 import swiglu from '../../../shaders/swiglu.wgsl?raw';
 import dropout from '../../../shaders/dropout.wgsl?raw';
 import embedding from '../../../shaders/embedding.wgsl?raw';
+import adamw from '../../../shaders/adamw.wgsl?raw';
+import matmul_lowp from '../../../shaders/matmul_lowp.wgsl?raw';
 import type { ShaderSource } from '../gpu/pipelines.ts';
 
 export const SHADERS = {
   elementwise: { name: 'elementwise', code: elementwise },
   matmul: { name: 'matmul', code: matmul },
+  cross_entropy: { name: 'cross_entropy', code: cross_entropy },
   rmsnorm: { name: 'rmsnorm', code: rmsnorm },
   rope: { name: 'rope', code: rope },
   attention: { name: 'attention', code: attention },
   swiglu: { name: 'swiglu', code: swiglu },
   dropout: { name: 'dropout', code: dropout },
   embedding: { name: 'embedding', code: embedding },
+  adamw: { name: 'adamw', code: adamw },
+  matmul_lowp: { name: 'matmul_lowp', code: matmul_lowp },
 } satisfies Record<string, ShaderSource>;
