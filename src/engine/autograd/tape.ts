@@ -5,8 +5,8 @@
 
 import { InvalidArgumentError } from '../errors.ts';
 import type { Batch } from '../gpu/batch.ts';
-import type { Tensor } from '../gpu/tensor.ts';
-import { accumulate } from '../kernels/elementwise.ts';
+import { type Tensor, createTensor } from '../gpu/tensor.ts';
+import { accumulate, affine } from '../kernels/elementwise.ts';
 
 let nextVarId = 1;
 
@@ -56,6 +56,8 @@ export class Tape {
   private readonly nodes: Node[] = [];
   /** Values of unrecorded ops that a recorded op consumed; released with their first consumer. */
   private readonly adopted = new Set<Var>();
+  /** Values produced while not recording (forward-only work); see releaseUnrecorded(). */
+  private readonly unrecorded: Var[] = [];
 
   /** A leaf: a parameter (requiresGrad, optionally with a persistent gradient buffer) or an input. */
   leaf(value: Tensor, opts: { requiresGrad?: boolean; grad?: Tensor; name?: string } = {}): Var {
@@ -86,8 +88,50 @@ export class Tape {
       this.nodes.push({ name, inputs, outputs: outs, backward, saved: held });
     } else {
       for (const t of saved) t.release();
+      if (!this.recording) this.unrecorded.push(...outs);
     }
     return outs;
+  }
+
+  /** Frees every value produced while not recording, except those in `keep`. */
+  releaseUnrecorded(keep: Var[] = []): void {
+    const kept = new Set(keep);
+    for (const v of this.unrecorded) if (!kept.has(v)) v.value.release();
+    this.unrecorded.length = 0;
+  }
+
+  /**
+   * Gradient checkpointing: runs `fn` forward without keeping its intermediate values, and in
+   * backward runs it again on a recording tape to get its gradients. `params` are the leaves
+   * `fn` uses by closure (their gradients accumulate as usual); `inputs` are passed to `fn`.
+   * Trades one extra forward of the block for the memory of its activations.
+   */
+  checkpoint(b: Batch, inputs: Var[], params: Var[], fn: (tape: Tape, b: Batch, inputs: Var[]) => Var[]): Var[] {
+    if (!this.recording || ![...inputs, ...params].some((v) => v.requiresGrad)) return fn(this, b, inputs);
+    const ahead = new Tape();
+    ahead.recording = false;
+    const outs = fn(ahead, b, inputs);
+    ahead.releaseUnrecorded(outs);
+    return this.record('checkpoint', [...inputs, ...params], outs.map((v) => v.value), [], (bb, gradOutputs) => {
+      const again = new Tape();
+      const leaves = inputs.map((v) => again.leaf(v.value, { requiresGrad: v.requiresGrad, name: v.name }));
+      const outs2 = fn(again, bb, leaves);
+      const roots: Var[] = [];
+      const seeds: Tensor[] = [];
+      outs2.forEach((v, i) => {
+        const g = gradOutputs[i];
+        if (!g || !v.requiresGrad) return;
+        const seed = createTensor(bb.gpu, g.shape, 'f32', { transient: true, label: 'checkpoint.seed' });
+        affine(bb, g, seed, 1, 0);
+        roots.push(v);
+        seeds.push(seed);
+      });
+      again.backwardFrom(bb, roots, seeds);
+      // Recomputed outputs that received no gradient were not released by backward.
+      again.discard();
+      for (const v of outs2) if (!roots.includes(v)) v.value.release();
+      return [...leaves.map((l) => l.grad), ...params.map(() => null)];
+    });
   }
 
   /** Number of ops recorded and not yet run backward. */
@@ -102,7 +146,12 @@ export class Tape {
    */
   backward(b: Batch, root: Var, seed: Tensor): void {
     if (!root.requiresGrad) throw new InvalidArgumentError('backward(): the root does not depend on anything that requires a gradient.');
-    this.addGrad(b, root, seed);
+    this.backwardFrom(b, [root], [seed]);
+  }
+
+  /** backward() from several roots at once, each with its seed (the tape takes the seeds). */
+  backwardFrom(b: Batch, roots: Var[], seeds: Tensor[]): void {
+    roots.forEach((root, i) => this.addGrad(b, root, seeds[i]));
     for (let i = this.nodes.length - 1; i >= 0; i--) {
       const node = this.nodes[i];
       const gradOutputs = node.outputs.map((v) => v.grad);

@@ -77,21 +77,35 @@ function releaseInputs(x: Inputs): void {
   x.groups.release();
 }
 
-/** The model's forward on the tape: the mean cross-entropy (1). */
-function forward(tape: Tape, b: Batch, p: Record<string, Var>, x: Inputs): Var {
+/** One decoder block on the tape: (N, C) → (N, C). */
+function block(tape: Tape, b: Batch, p: Record<string, Var>, x: Inputs, l: number, h: Var): Var {
   const { heads: numHeads, kvHeads: numKvHeads, rmsEps: eps } = config;
+  const w = (n: string) => p[`model.layers.${l}.${n}.weight`];
+  const y1 = rmsnorm(tape, b, h, w('input_layernorm'), eps); // (N, C)
+  const q = rope(tape, b, linear(tape, b, y1, w('self_attn.q_proj')), x.positions, x.invFreq); // (N, Hq·D)
+  const k = rope(tape, b, linear(tape, b, y1, w('self_attn.k_proj')), x.positions, x.invFreq); // (N, Hkv·D)
+  const v = linear(tape, b, y1, w('self_attn.v_proj')); // (N, Hkv·D)
+  const att = attention(tape, b, q, k, v, x.segments, { batchSize: x.B, numHeads, numKvHeads }); // (N, Hq·D)
+  const h2 = add(tape, b, h, linear(tape, b, att, w('self_attn.o_proj'))); // (N, C)
+  const y2 = rmsnorm(tape, b, h2, w('post_attention_layernorm'), eps); // (N, C)
+  const act = swiglu(tape, b, linear(tape, b, y2, w('mlp.gate_proj')), linear(tape, b, y2, w('mlp.up_proj'))); // (N, F)
+  return add(tape, b, h2, linear(tape, b, act, w('mlp.down_proj'))); // (N, C)
+}
+
+/**
+ * The model's forward on the tape: the mean cross-entropy (1). With `checkpointBlocks`, each block
+ * keeps no activations and is recomputed in backward.
+ */
+function forward(tape: Tape, b: Batch, p: Record<string, Var>, x: Inputs, checkpointBlocks = false): Var {
+  const eps = config.rmsEps;
   let h = embedding(tape, b, p['model.embed_tokens.weight'], x.ids, x.hostIds, x.groups); // (N, C)
   for (let l = 0; l < config.layers; l++) {
-    const w = (n: string) => p[`model.layers.${l}.${n}.weight`];
-    const y1 = rmsnorm(tape, b, h, w('input_layernorm'), eps); // (N, C)
-    const q = rope(tape, b, linear(tape, b, y1, w('self_attn.q_proj')), x.positions, x.invFreq); // (N, Hq·D)
-    const k = rope(tape, b, linear(tape, b, y1, w('self_attn.k_proj')), x.positions, x.invFreq); // (N, Hkv·D)
-    const v = linear(tape, b, y1, w('self_attn.v_proj')); // (N, Hkv·D)
-    const att = attention(tape, b, q, k, v, x.segments, { batchSize: x.B, numHeads, numKvHeads }); // (N, Hq·D)
-    h = add(tape, b, h, linear(tape, b, att, w('self_attn.o_proj'))); // (N, C)
-    const y2 = rmsnorm(tape, b, h, w('post_attention_layernorm'), eps); // (N, C)
-    const act = swiglu(tape, b, linear(tape, b, y2, w('mlp.gate_proj')), linear(tape, b, y2, w('mlp.up_proj'))); // (N, F)
-    h = add(tape, b, h, linear(tape, b, act, w('mlp.down_proj'))); // (N, C)
+    if (checkpointBlocks) {
+      const own = Object.keys(p).filter((n) => n.startsWith(`model.layers.${l}.`)).map((n) => p[n]);
+      h = tape.checkpoint(b, [h], own, (t, bb, [hin]) => [block(t, bb, p, x, l, hin)])[0];
+    } else {
+      h = block(tape, b, p, x, l, h);
+    }
   }
   const hf = rmsnorm(tape, b, h, p['model.norm.weight'], eps); // (N, C)
   return crossEntropyLoss(tape, b, hf, p['lm_head.weight'], x.labels, x.count, { chunkTokens: 8 });
@@ -130,7 +144,13 @@ function trainStep(gpu: Gpu, params: Param[], x: Inputs, s: Scalars, step: numbe
  * `frozen` holds given no gradient buffer. Checks the loss, that frozen parameters get no gradient
  * and that the others get seedValue × the reference gradient; returns the worst gradient relL2.
  */
-async function oneBackward(gpu: Gpu, frozen: (name: string) => boolean, seedValue: number, inspect?: (name: string, t: Tensor) => void): Promise<number> {
+async function oneBackward(
+  gpu: Gpu,
+  frozen: (name: string) => boolean,
+  seedValue: number,
+  inspect?: (name: string, t: Tensor) => void,
+  checkpointBlocks = false,
+): Promise<number> {
   const batch = toyBatch();
   const refParams = ref.initParams(config, 7);
   const want = ref.transformerLossAndGrads(config, refParams, batch);
@@ -152,7 +172,7 @@ async function oneBackward(gpu: Gpu, frozen: (name: string) => boolean, seedValu
       vars[name] = tape.leaf(value, { grad, name });
     }
   }
-  const loss = forward(tape, b, vars, x);
+  const loss = forward(tape, b, vars, x, checkpointBlocks);
   const lossCopy = createTensor(gpu, [1]); // (1)
   affine(b, loss.value, lossCopy, 1);
   const seed = scratch(b, [1], 'seed'); // (1)
@@ -248,5 +268,20 @@ describe('toy transformer on the tape', () => {
       if (name === 'model.embed_tokens.weight' || name === 'lm_head.weight') expect(t.isSplit, name).toBe(true);
     });
     console.log(`split embedding and lm_head, seed 1.5: worst gradient relL2 ${worst.toExponential(2)}`);
+  });
+
+  it('gives the same gradients with gradient checkpointing per block, holding fewer activations', async () => {
+    const gpu = await testGpu();
+    const peakOf = async (checkpointBlocks: boolean) => {
+      gpu.allocator.trim();
+      gpu.allocator.resetPeak();
+      const before = gpu.allocator.stats().liveBytes;
+      const worst = await oneBackward(gpu, (name) => name === 'model.embed_tokens.weight', 1, undefined, checkpointBlocks);
+      return { worst, peak: gpu.allocator.stats().peakBytes - before };
+    };
+    const plain = await peakOf(false);
+    const ckpt = await peakOf(true);
+    console.log(`checkpointed blocks: worst gradient relL2 ${ckpt.worst.toExponential(2)}; peak ${ckpt.peak} bytes vs ${plain.peak} without`);
+    expect(ckpt.peak).toBeLessThan(plain.peak);
   });
 });
