@@ -5,6 +5,9 @@
 import type { Batch } from '../engine/gpu/batch.ts';
 import type { Gpu } from '../engine/gpu/device.ts';
 import { type Tensor, createTensor, tensorFromArray } from '../engine/gpu/tensor.ts';
+import { adamw } from '../engine/kernels/adamw.ts';
+import { attention, attentionBackward, attentionLseShape, attentionStatsShape } from '../engine/kernels/attention.ts';
+import { crossEntropy } from '../engine/kernels/cross_entropy.ts';
 import { dropout } from '../engine/kernels/dropout.ts';
 import { axpby } from '../engine/kernels/elementwise.ts';
 import { embedding, embeddingBackward, TokenGroups } from '../engine/kernels/embedding.ts';
@@ -30,8 +33,12 @@ export interface KernelCase {
   run: (b: Batch) => void;
 }
 
-/** The cases for one model shape and token count, and a function that frees their tensors. */
-export function kernelCases(gpu: Gpu, s: ModelShape, T: number, rng: Rng): { cases: KernelCase[]; release: () => void } {
+/**
+ * The cases for one model shape and token count, and a function that frees their tensors. On a slow
+ * adapter the cross-entropy runs over the first `ceVocab` rows of the vocabulary (the case's name
+ * says so), since the full head costs seconds per token there.
+ */
+export function kernelCases(gpu: Gpu, s: ModelShape, T: number, rng: Rng, ceVocab = s.vocab): { cases: KernelCase[]; release: () => void } {
   const owned: Tensor[] = [];
   const rand = (shape: number[]) => {
     const t = tensorFromArray(gpu, rng.fill(shape.reduce((a, b) => a * b, 1), (r) => r.normal()), shape);
@@ -68,6 +75,36 @@ export function kernelCases(gpu: Gpu, s: ModelShape, T: number, rng: Rng): { cas
   const ids = tensorFromArray(gpu, hostIds, [T], 'i32');
   owned.push(ids);
   const groups = new TokenGroups(gpu, T);
+  // Attention over one sequence of T tokens.
+  const D = s.headDim;
+  const k = rand([T, s.kvHeads * D]); // (T, Hkv·D)
+  const v = rand([T, s.kvHeads * D]);
+  const segments = tensorFromArray(gpu, new Int32Array(T), [T], 'i32');
+  owned.push(segments);
+  const attnIn = { q, k, v, segments };
+  const attnOpts = { batchSize: 1, numHeads: s.heads, numKvHeads: s.kvHeads };
+  const shape = { B: 1, T, Hq: s.heads, Hkv: s.kvHeads, D, P: 0, scale: 1 / Math.sqrt(D) };
+  const attnOut = empty([T, s.heads * D]);
+  const lse = empty(attentionLseShape(shape));
+  const stats = empty(attentionStatsShape(shape));
+  const dq = empty([T, s.heads * D]);
+  const dk = empty([T, s.kvHeads * D]);
+  const dv = empty([T, s.kvHeads * D]);
+  // Causal attention: QKᵀ and PV over the lower triangle, 2·D flops per multiply-add pair each.
+  const attnFlops = 2 * 2 * s.heads * D * ((T * (T + 1)) / 2);
+  // The LM head with the loss and dh (the hidden-state gradient LoRA training needs).
+  const head = rand([ceVocab, H]); // (V, H)
+  const labels = tensorFromArray(gpu, Int32Array.from({ length: T }, () => rng.int(ceVocab)), [T], 'i32');
+  owned.push(labels);
+  const loss = empty([1]);
+  const ceName = ceVocab === s.vocab ? `cross-entropy + dh (V=${s.vocab})` : `cross-entropy + dh (V=${ceVocab} of ${s.vocab})`;
+  // AdamW over one MLP weight matrix.
+  const param = rand([F, H]);
+  const grad = rand([F, H]);
+  const m = empty([F, H]);
+  const vv = empty([F, H]);
+  const coef = tensorFromArray(gpu, [1], [1]);
+  owned.push(coef);
   const f = 4;
   const cases: KernelCase[] = [
     { kernel: 'residual add (axpby)', work: 3 * T * H * f, unit: 'GB/s', run: (b) => axpby(b, x, dx, y) },
@@ -80,6 +117,15 @@ export function kernelCases(gpu: Gpu, s: ModelShape, T: number, rng: Rng): { cas
     { kernel: 'dropout p=0.1', work: 2 * T * F * f, unit: 'GB/s', run: (b) => dropout(b, gate, act, 0.1, 7) },
     { kernel: 'embedding gather', work: (2 * T * H + T) * f, unit: 'GB/s', run: (b) => embedding(b, table, ids, y) },
     { kernel: 'embedding scatter-add', work: 3 * T * H * f, unit: 'GB/s', run: (b) => embeddingBackward(b, hostIds, x, dtable, groups) },
+    { kernel: 'attention forward', work: attnFlops, unit: 'GFLOP/s', run: (b) => attention(b, attnIn, attnOut, lse, attnOpts) },
+    {
+      kernel: 'attention backward',
+      work: 2.5 * attnFlops,
+      unit: 'GFLOP/s',
+      run: (b) => attentionBackward(b, attnIn, attnOut, lse, attnOut, stats, { dq, dk, dv }, attnOpts),
+    },
+    { kernel: ceName, work: 4 * T * ceVocab * H, unit: 'GFLOP/s', run: (b) => crossEntropy(b, x, head, labels, T, { chunkTokens: T, loss, dh: dx }) },
+    { kernel: 'adamw step (one MLP matrix)', work: 7 * F * H * f, unit: 'GB/s', run: (b) => adamw(b, param, grad, m, vv, coef, { lr: 1e-4, step: 1 }) },
   ];
   const release = () => {
     for (const t of owned) t.release();

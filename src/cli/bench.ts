@@ -142,7 +142,7 @@ export async function benchCommand(args: string[]): Promise<number> {
   const kernels: KernelResult[] = [];
   for (const model of models) {
     for (const T of tokens) {
-      const { cases, release } = kernelCases(gpu, MODEL_SHAPES[model], T, rng);
+      const { cases, release } = kernelCases(gpu, MODEL_SHAPES[model], T, rng, slow ? Math.min(2048, MODEL_SHAPES[model].vocab) : undefined);
       for (const k of cases) {
         const times: number[] = [];
         for (let i = 0; i < repeats + 1; i++) {
