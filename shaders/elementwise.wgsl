@@ -3,6 +3,7 @@
 //   unary:   y = alpha*x + beta
 //   fill:    dst = alpha
 //   accumulate: acc = beta*acc + alpha*src, in place
+//   add_rows: acc[i] += alpha*src[i mod m], a vector added to every row, in place
 // Their backward passes are themselves elementwise (d(a+b) passes dout through, d(a*b)/da = b),
 // so the same entries serve both directions. Index: the workgroup grid may be folded into 2-D.
 
@@ -72,4 +73,15 @@ fn accumulate(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
     return;
   }
   acc[i] = s.beta * acc[i] + s.alpha * src[i];
+}
+
+// acc[i] += alpha*src[i mod m], in place: adds a (m) vector to every row of an (n/m, m) tensor
+// (a linear layer's bias). The row length m travels in the params' last field.
+@compute @workgroup_size(WG)
+fn add_rows(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let i = (wg.x + wg.y * nwg.x) * WG + li;
+  if (i >= s.n) {
+    return;
+  }
+  acc[i] += s.alpha * src[i % s._pad];
 }

@@ -7,7 +7,7 @@ import { testGpu } from '../gpu/testing.ts';
 import { Rng } from '../random.ts';
 import { relL2 } from '../reference/compare.ts';
 import * as ref from '../reference/elementwise.ts';
-import { accumulate, affine, axpby, fill, mul } from './elementwise.ts';
+import { accumulate, addRows, affine, axpby, fill, mul } from './elementwise.ts';
 
 async function cases(gpu: Gpu, shape: number[], seed: number) {
   const rng = new Rng(seed);
@@ -68,5 +68,23 @@ describe('elementwise over split tensors', () => {
     const gpu = await testGpu({ maxBindingBytes: 512 });
     const r = await cases(gpu, [41, 33], 9);
     for (const [name, err] of Object.entries(r)) expect(err, name).toBeLessThan(1e-6);
+  });
+});
+
+describe('addRows', () => {
+  it('adds a vector to every row, split tensors included', async () => {
+    for (const gpu of [await testGpu(), await testGpu({ maxBindingBytes: 512 })]) {
+      const rng = new Rng(21);
+      const [N, M] = [37, 13];
+      const xv = rng.fill(N * M, (r) => r.normal());
+      const bv = rng.fill(M, (r) => r.normal());
+      const x = tensorFromArray(gpu, xv, [N, M]);
+      const bias = tensorFromArray(gpu, bv, [M]);
+      run(gpu, (bt) => addRows(bt, x, bias, 0.5));
+      const want = new Float64Array(N * M).map((_, i) => xv[i] + 0.5 * bv[i % M]);
+      expect(relL2(await readTensor(x), want)).toBeLessThan(1e-6);
+      x.release();
+      bias.release();
+    }
   });
 });

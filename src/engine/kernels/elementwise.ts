@@ -1,4 +1,4 @@
-// Dispatcher of shaders/elementwise.wgsl: axpby, mul, affine, fill and accumulate over f32 tensors of any size,
+// Dispatcher of shaders/elementwise.wgsl: axpby, mul, affine, fill, accumulate and addRows over f32 tensors of any size,
 // split ones included (same-shaped tensors are split the same way, so chunks pair one to one).
 
 import { ShapeError } from '../errors.ts';
@@ -8,12 +8,13 @@ import { SHADERS } from './shaders.ts';
 
 const WG = 256;
 
-function params(n: number, alpha: number, beta: number): Uint32Array {
+function params(n: number, alpha: number, beta: number, m = 0): Uint32Array {
   const u = new Uint32Array(4);
   const f = new Float32Array(u.buffer);
   u[0] = n;
   f[1] = alpha;
   f[2] = beta;
+  u[3] = m;
   return u;
 }
 
@@ -74,5 +75,23 @@ export function accumulate(batch: Batch, acc: Tensor, src: Tensor, alpha = 1, be
   for (let i = 0; i < acc.chunks.length; i++) {
     const n = acc.chunks[i].rows * rowElems;
     batch.dispatch(SHADERS.elementwise, 'accumulate', {}, [acc.binding(i), src.binding(i), batch.uniform(params(n, alpha, beta))], Math.ceil(n / WG));
+  }
+}
+
+/**
+ * acc (..., m) += alpha·vec (m) on every row, in place: a linear layer's bias. Its backward for
+ * the vector is a column sum of the gradient (a matmul with a row of ones).
+ */
+export function addRows(batch: Batch, acc: Tensor, vec: Tensor, alpha = 1): void {
+  const m = vec.numel;
+  if (acc.dtype !== 'f32' || vec.dtype !== 'f32') throw new ShapeError(`addRows takes f32 tensors; got ${acc.describe()} and ${vec.describe()}.`);
+  if (acc.shape[acc.shape.length - 1] !== m || vec.isSplit) {
+    throw new ShapeError(`addRows: the last dimension of ${acc.describe()} must equal the length of ${vec.describe()}, held in one buffer.`);
+  }
+  const rowElems = acc.rowElems;
+  for (let i = 0; i < acc.chunks.length; i++) {
+    const n = acc.chunks[i].rows * rowElems;
+    if ((acc.chunks[i].rowStart * rowElems) % m !== 0) throw new ShapeError(`addRows: ${acc.describe()} is split inside a row of ${m}.`);
+    batch.dispatch(SHADERS.elementwise, 'add_rows', {}, [acc.binding(i), vec.binding(), batch.uniform(params(n, alpha, 0, m))], Math.ceil(n / WG));
   }
 }
