@@ -98,6 +98,50 @@ export const ShapeError = defineError('ShapeError');
 export const InvalidArgumentError = defineError('InvalidArgumentError');
 /** The user cancelled a long operation. */
 export const CancelledError = defineError('CancelledError', 'Nothing was lost; start it again when ready.');
+/** A tokenizer file (tokenizer.json, tokenizer_config.json, generation_config.json) is malformed or unsupported. */
+export const TokenizerError = defineError(
+  'TokenizerError',
+  'Use the tokenizer files published with the model (tokenizer.json from a "fast" tokenizer, tokenizer_config.json); ' +
+    'models that ship only a SentencePiece tokenizer.model need converting to tokenizer.json first.',
+);
+/** A chat template failed to parse, failed while rendering, or rejected a conversation through raise_exception. */
+export const ChatTemplateError = defineError(
+  'ChatTemplateError',
+  'Check the conversation against what the model\'s chat template accepts (roles, their order, a leading system ' +
+    'message), or choose another chat template.',
+);
+/** Bytes could not be read from a file, blob or URL (a read past the end, a short read, an HTTP failure). */
+export const FileReadError = defineError(
+  'FileReadError',
+  'Check that the file is complete and still where it was (for a URL: that the server is reachable and allows Range requests).',
+);
+/** A safetensors file is malformed: truncated, a bad header, offsets or sizes that do not add up. */
+export const SafetensorsFormatError = defineError(
+  'SafetensorsFormatError',
+  'The file is damaged or is not a safetensors file. Download it again, or re-save it with the safetensors library.',
+);
+/** A model's config.json (or another JSON file of a model folder) lacks a key or has a bad value. */
+export const ModelConfigError = defineError(
+  'ModelConfigError',
+  'Compare the file with the config.json of the model on the Hugging Face Hub; it may be damaged or from an unsupported tool.',
+);
+/** A model architecture, or a feature of one, that the engine does not implement. */
+export const UnsupportedModelError = defineError(
+  'UnsupportedModelError',
+  'Pick a Llama-family model: Llama 2/3, TinyLlama, SmolLM/SmolLM2, Mistral, Qwen2/2.5 or Qwen3.',
+);
+/** Weights in a format that can run code when loaded (pickled PyTorch files); they are never read. */
+export const UnsafeWeightsError = defineError(
+  'UnsafeWeightsError',
+  'Convert the checkpoint to safetensors first (the Hugging Face "convert to safetensors" Space does it, or safetensors.torch.save_file in Python).',
+);
+/** A file that a model folder needs (config.json, a weight shard named by the index) is not there. */
+export const MissingFileError = defineError('MissingFileError', 'Add the missing file to the folder (download the model again if needed).');
+/** A checkpoint's tensors do not match its config: a tensor is missing or has the wrong shape or dtype. */
+export const WeightMismatchError = defineError(
+  'WeightMismatchError',
+  'The weights and config.json belong to different models, or the checkpoint is incomplete. Download the model again.',
+);
 
 export type WhetstoneErrorClass = ReturnType<typeof defineError>;
 
