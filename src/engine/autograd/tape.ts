@@ -168,12 +168,7 @@ export class Tape {
           this.addGrad(b, node.inputs[j], g);
         }
       }
-      for (const t of node.saved) t.release();
-      for (const v of node.outputs) {
-        v.grad?.release();
-        v.grad = null;
-        v.value.release();
-      }
+      releaseNode(node);
     }
     this.nodes.length = 0;
     this.adopted.clear();
@@ -181,14 +176,7 @@ export class Tape {
 
   /** Forgets the recorded ops and frees what they held (forward-only use, or an abandoned step). */
   discard(): void {
-    for (const node of this.nodes) {
-      for (const t of node.saved) t.release();
-      for (const v of node.outputs) {
-        v.grad?.release();
-        v.grad = null;
-        v.value.release();
-      }
-    }
+    for (const node of this.nodes) releaseNode(node);
     this.nodes.length = 0;
     this.adopted.clear();
   }
@@ -201,5 +189,15 @@ export class Tape {
     }
     accumulate(b, v.grad, g);
     g.release();
+  }
+}
+
+/** Frees what a node held: its saved tensors, its outputs' values and any gradients they still have. */
+function releaseNode(node: Node): void {
+  for (const t of node.saved) t.release();
+  for (const v of node.outputs) {
+    v.grad?.release();
+    v.grad = null;
+    v.value.release();
   }
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Rng } from '../random.ts';
 import { type AttentionDims, attentionBackward, attentionForward } from './attention.ts';
 import { relL2 } from './compare.ts';
+import { centralDiff } from './finite-diff.ts';
 
 describe('reference attention forward', () => {
   it('computes a hand-checked causal case', () => {
@@ -68,20 +69,7 @@ describe('reference attention backward', () => {
       for (let i = 0; i < out.length; i++) s += out[i] * dOut[i];
       return s;
     };
-    const h = 1e-6;
-    const fd = (x: Float64Array) => {
-      const g = new Float64Array(x.length);
-      for (let i = 0; i < x.length; i++) {
-        const old = x[i];
-        x[i] = old + h;
-        const up = loss();
-        x[i] = old - h;
-        const down = loss();
-        x[i] = old;
-        g[i] = (up - down) / (2 * h);
-      }
-      return g;
-    };
+    const fd = (x: Float64Array) => centralDiff(x, loss);
     const got = attentionBackward(q, k, v, segments, dOut, d, pk, pv);
     return {
       got,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../random.ts';
 import { relL2 } from './compare.ts';
+import { centralDiff } from './finite-diff.ts';
 import { dropout, dropoutBackward, dropoutHash, dropoutMask, fmix32 } from './dropout.ts';
 
 describe('reference dropout', () => {
@@ -38,17 +39,7 @@ describe('reference dropout', () => {
     const dy = Float64Array.from(rng.fill(n, (r) => r.normal()));
     const [seed, p] = [99, 0.3];
     const loss = () => dropout(x, seed, p).reduce((s, v, i) => s + v * dy[i], 0);
-    const h = 1e-6;
-    const g = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      const old = x[i];
-      x[i] = old + h;
-      const hi = loss();
-      x[i] = old - h;
-      const lo = loss();
-      x[i] = old;
-      g[i] = (hi - lo) / (2 * h);
-    }
+    const g = centralDiff(x, loss);
     expect(relL2(dropoutBackward(dy, seed, p), g)).toBeLessThan(1e-8);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../random.ts';
 import { relL2 } from './compare.ts';
+import { centralDiff } from './finite-diff.ts';
 import { linearBackward, matmul } from './matmul.ts';
 
 function transpose(x: ArrayLike<number>, rows: number, cols: number): Float64Array {
@@ -49,20 +50,7 @@ describe('reference matmul', () => {
       return s;
     };
     const { dx, dw } = linearBackward(x, w, dy, M, N, K);
-    const h = 1e-6;
-    const fd = (v: Float64Array) => {
-      const g = new Float64Array(v.length);
-      for (let i = 0; i < v.length; i++) {
-        const old = v[i];
-        v[i] = old + h;
-        const up = loss();
-        v[i] = old - h;
-        const down = loss();
-        v[i] = old;
-        g[i] = (up - down) / (2 * h);
-      }
-      return g;
-    };
+    const fd = (v: Float64Array) => centralDiff(v, loss);
     expect(relL2(dx, fd(x))).toBeLessThan(1e-8);
     expect(relL2(dw, fd(w))).toBeLessThan(1e-8);
   });

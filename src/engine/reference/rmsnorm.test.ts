@@ -1,22 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../random.ts';
 import { relL2 } from './compare.ts';
+import { centralDiff } from './finite-diff.ts';
 import { rmsnorm, rmsnormBackward } from './rmsnorm.ts';
 
-/** Central finite differences of `loss` with respect to every entry of `v`. */
-function fd(v: Float64Array, loss: () => number, h = 1e-6): Float64Array {
-  const g = new Float64Array(v.length);
-  for (let i = 0; i < v.length; i++) {
-    const old = v[i];
-    v[i] = old + h;
-    const up = loss();
-    v[i] = old - h;
-    const down = loss();
-    v[i] = old;
-    g[i] = (up - down) / (2 * h);
-  }
-  return g;
-}
+const fd = centralDiff;
 
 describe('reference rmsnorm', () => {
   it('normalises a known row', () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../random.ts';
 import { relL2 } from './compare.ts';
+import { centralDiff } from './finite-diff.ts';
 import { rope, ropeBackward, ropeInvFreq } from './rope.ts';
 
 describe('reference rope', () => {
@@ -29,17 +30,7 @@ describe('reference rope', () => {
       for (let i = 0; i < y.length; i++) s += y[i] * dy[i];
       return s;
     };
-    const h = 1e-6;
-    const g = new Float64Array(x.length);
-    for (let i = 0; i < x.length; i++) {
-      const old = x[i];
-      x[i] = old + h;
-      const up = loss();
-      x[i] = old - h;
-      const down = loss();
-      x[i] = old;
-      g[i] = (up - down) / (2 * h);
-    }
+    const g = centralDiff(x, loss);
     expect(relL2(ropeBackward(dy, positions, inv, N, H), g)).toBeLessThan(1e-8);
     expect(relL2(ropeBackward(rope(x, positions, inv, N, H), positions, inv, N, H), x)).toBeLessThan(1e-14);
   });

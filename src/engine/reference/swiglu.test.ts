@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../random.ts';
 import { relL2 } from './compare.ts';
+import { centralDiff } from './finite-diff.ts';
 import { swiglu, swigluBackward } from './swiglu.ts';
 
 describe('reference swiglu', () => {
@@ -19,20 +20,7 @@ describe('reference swiglu', () => {
     const up = Float64Array.from(rng.fill(n, (r) => r.normal()));
     const dout = Float64Array.from(rng.fill(n, (r) => r.normal()));
     const loss = () => swiglu(gate, up).reduce((s, v, i) => s + v * dout[i], 0);
-    const fd = (v: Float64Array) => {
-      const h = 1e-6;
-      const g = new Float64Array(v.length);
-      for (let i = 0; i < v.length; i++) {
-        const old = v[i];
-        v[i] = old + h;
-        const hi = loss();
-        v[i] = old - h;
-        const lo = loss();
-        v[i] = old;
-        g[i] = (hi - lo) / (2 * h);
-      }
-      return g;
-    };
+    const fd = (v: Float64Array) => centralDiff(v, loss);
     const { dgate, dup } = swigluBackward(gate, up, dout);
     expect(relL2(dgate, fd(gate))).toBeLessThan(1e-8);
     expect(relL2(dup, fd(up))).toBeLessThan(1e-8);
