@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './half.ts';
+import { Rng } from '../random.ts';
+import * as ref from '../reference/matmul_lowp.ts';
 
 const fromBits = (bits: number[]) => new Float32Array(new Uint32Array(bits).buffer);
 const bitsOf = (f: Float32Array) => [...new Uint32Array(f.buffer, f.byteOffset, f.length)];
@@ -61,5 +63,25 @@ describe('f16', () => {
   it('rounds f32 to nearest, ties to even', () => {
     const x = new Float32Array([65519, 65520, 2 ** -25, 3 * 2 ** -25, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 2 ** -11 + 2 ** -20, -1e-9, 1e10]);
     expect([...f32ToF16(x)]).toEqual([0x7bff, 0x7c00, 0x0000, 0x0002, 0x3c00, 0x3c02, 0x3c01, 0x8000, 0x7c00]);
+  });
+});
+
+describe('agreement with the float64 reference conversions', () => {
+  it('decodes every 16-bit pattern and encodes random f32 values exactly as reference/matmul_lowp.ts does', () => {
+    const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+    const bf = bf16ToF32(all);
+    const hf = f16ToF32(all);
+    for (let h = 0; h < 65536; h++) {
+      expect(Object.is(bf[h], Math.fround(ref.bf16ToF32(h))) || (Number.isNaN(bf[h]) && Number.isNaN(ref.bf16ToF32(h)))).toBe(true);
+      expect(Object.is(hf[h], ref.f16ToF32(h)) || (Number.isNaN(hf[h]) && Number.isNaN(ref.f16ToF32(h)))).toBe(true);
+    }
+    const rng = new Rng(17);
+    const xs = Float32Array.from({ length: 20000 }, (_, i) => rng.normal() * 2 ** ((i % 60) - 30));
+    const b = f32ToBf16(xs);
+    const f = f32ToF16(xs);
+    for (let i = 0; i < xs.length; i++) {
+      expect(b[i]).toBe(ref.f32ToBf16(xs[i]));
+      expect(f[i]).toBe(ref.f32ToF16(xs[i]));
+    }
   });
 });
