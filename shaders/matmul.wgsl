@@ -8,6 +8,9 @@
 // TM (1, 2 or 4) is an override so that skinny products (few tokens) do not waste rows: BM = 16·TM.
 // Offsets and strides are in elements. lda, ldb, ldc are the row strides of A, B, C as stored, so a
 // call may work on a sub-block of larger matrices (the dispatcher uses this for split tensors).
+// Split-K: the z index may also select a slice of K instead of a batch entry (strides then step
+// along K); kTotal bounds the last, shorter slice. Each slice writes its own partial product, and
+// `reduce_slices` sums them into C.
 
 struct Params {
   M: u32,
@@ -23,7 +26,7 @@ struct Params {
   strideB: u32,
   strideC: u32,
   alpha: f32,
-  _pad0: u32,
+  kTotal: u32,
   _pad1: u32,
   _pad2: u32,
 }
@@ -47,8 +50,8 @@ const THREADS: u32 = 256u;
 var<workgroup> As: array<f32, 1024>; // [BK][BM], BM ≤ 64
 var<workgroup> Bs: array<f32, 1024>; // [BK][BN]
 
-fn loadA(base: u32, m: u32, k: u32) -> f32 {
-  if (m >= p.M || k >= p.K) {
+fn loadA(base: u32, m: u32, k: u32, kLim: u32) -> f32 {
+  if (m >= p.M || k >= kLim) {
     return 0.0;
   }
   if (TRANS_A) {
@@ -57,8 +60,8 @@ fn loadA(base: u32, m: u32, k: u32) -> f32 {
   return A[base + m * p.lda + k];
 }
 
-fn loadB(base: u32, k: u32, n: u32) -> f32 {
-  if (k >= p.K || n >= p.N) {
+fn loadB(base: u32, k: u32, n: u32, kLim: u32) -> f32 {
+  if (k >= kLim || n >= p.N) {
     return 0.0;
   }
   if (TRANS_B) {
@@ -74,13 +77,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let n0 = wg.x * BN;
   let baseA = p.offA + batch * p.strideA;
   let baseB = p.offB + batch * p.strideB;
+  // K of this z entry: all of K for a batch entry, what is left of kTotal for a K slice.
+  let kLim = min(p.K, p.kTotal - batch * p.K);
 
   var acc: array<f32, 16>;
   for (var i = 0u; i < 16u; i++) {
     acc[i] = 0.0;
   }
 
-  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+  for (var k0 = 0u; k0 < kLim; k0 += BK) {
     // Each thread stages TM elements of the A tile and 4 of the B tile, walking memory in its
     // contiguous direction.
     for (var r = 0u; r < TM; r++) {
@@ -94,7 +99,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
         am = e / BK;
         ak = e % BK;
       }
-      As[ak * BM + am] = loadA(baseA, m0 + am, k0 + ak);
+      As[ak * BM + am] = loadA(baseA, m0 + am, k0 + ak, kLim);
     }
     for (var r = 0u; r < 4u; r++) {
       let e = li + r * THREADS;
@@ -107,7 +112,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
         bk = e / BN;
         bn = e % BN;
       }
-      Bs[bk * BN + bn] = loadB(baseB, k0 + bk, n0 + bn);
+      Bs[bk * BN + bn] = loadB(baseB, k0 + bk, n0 + bn, kLim);
     }
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) {
@@ -147,4 +152,33 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       C[idx] = v;
     }
   }
+}
+
+struct ReduceParams {
+  n: u32,
+  slices: u32,
+  alpha: f32,
+  _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> partial: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> r: ReduceParams;
+
+// out[i] = alpha * Σ_s partial[s*n + i]   (ACCUMULATE: out[i] += ...), summed in slice order.
+@compute @workgroup_size(256)
+fn reduce_slices(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let i = (wg.x + wg.y * nwg.x) * 256u + li;
+  if (i >= r.n) {
+    return;
+  }
+  var s = 0.0;
+  for (var z = 0u; z < r.slices; z++) {
+    s += partial[z * r.n + i];
+  }
+  var v = r.alpha * s;
+  if (ACCUMULATE) {
+    v += out[i];
+  }
+  out[i] = v;
 }

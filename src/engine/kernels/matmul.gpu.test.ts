@@ -8,7 +8,7 @@ import { Rng } from '../random.ts';
 import { relL2 } from '../reference/compare.ts';
 import * as ref from '../reference/matmul.ts';
 import { fill } from './elementwise.ts';
-import { matmul, matmulOutShape } from './matmul.ts';
+import { matmul, matmulOutShape, splitKSlices } from './matmul.ts';
 
 const TOL = 1e-6;
 
@@ -75,6 +75,14 @@ describe('matmul kernel vs float64 reference', () => {
     expect(await check(gpu, { M: 17, N: 23, K: 41, batch: 3, seed: 4 })).toBeLessThan(TOL);
     expect(await check(gpu, { M: 17, N: 23, K: 41, batch: 3, shareB: true, transB: false, seed: 5 })).toBeLessThan(TOL);
     expect(await check(gpu, { M: 9, N: 70, K: 12, batch: 2, transA: true, seed: 6 })).toBeLessThan(TOL);
+  });
+
+  it('splits a long K across workgroups when the output has few tiles (split-K)', async () => {
+    expect(splitKSlices(5, 70, 3001, 16)).toBeGreaterThan(1);
+    for (const [transA, transB] of [[false, true], [false, false], [true, false], [true, true]]) {
+      expect(await check(gpu, { M: 5, N: 70, K: 3001, transA, transB, seed: 13 })).toBeLessThan(TOL);
+    }
+    expect(await check(gpu, { M: 19, N: 33, K: 2100, alpha: 0.25, accumulate: true, seed: 14 })).toBeLessThan(TOL);
   });
 
   it('rejects mismatched shapes with a ShapeError', async () => {

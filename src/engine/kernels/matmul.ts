@@ -88,6 +88,30 @@ export function matmul(batch: Batch, a: Tensor, b: Tensor, c: Tensor, opts: Matm
     return;
   }
 
+  let slices = a.isSplit || b.isSplit || c.isSplit ? 1 : splitKSlices(d.M, d.N, d.K, 16 * tm);
+  if (slices * d.M * d.N * 4 > a.gpu.maxBindingBytes) slices = 1;
+  if (slices > 1) {
+    // Split-K: slice z covers K range [z·Ks, (z+1)·Ks) and writes its own (M, N) partial product.
+    const Ks = Math.ceil(d.K / slices);
+    const partial = createTensor(a.gpu, [slices, d.M, d.N], 'f32', { transient: true, label: 'matmul.splitk' });
+    const strideA = transA ? Ks * lda : Ks;
+    const strideB = transB ? Ks : Ks * ldb;
+    const params = packParams(d.M, d.N, Ks, lda, ldb, d.N, 0, 0, 0, strideA, strideB, d.M * d.N, 1, d.K);
+    batch.dispatch(SHADERS.matmul, 'main', { ...constants, ACCUMULATE: false }, [a.binding(), b.binding(), partial.binding(), batch.uniform(params)], [
+      Math.ceil(d.N / TILE_N),
+      Math.ceil(d.M / (16 * tm)),
+      slices,
+    ]);
+    const n = d.M * d.N;
+    const red = new Uint32Array(4);
+    red[0] = n;
+    red[1] = slices;
+    new Float32Array(red.buffer)[2] = opts.alpha ?? 1;
+    batch.dispatch(SHADERS.matmul, 'reduce_slices', { ACCUMULATE: Boolean(opts.accumulate) }, [partial.binding(), c.binding(), batch.uniform(red)], Math.ceil(n / 256));
+    partial.release();
+    return;
+  }
+
   // 2-D: cut M, N and K where any operand's storage changes buffer, and run one dispatch per block.
   const mCuts = cuts(d.M, transA ? [] : [a], [c]);
   const nCuts = cuts(d.N, transB ? [b] : []);
@@ -126,12 +150,25 @@ export function matmulNew(batch: Batch, a: Tensor, b: Tensor, opts: MatmulOption
   return c;
 }
 
+/** M, N, K, lda, ldb, ldc, offA, offB, offC, strideA, strideB, strideC, alpha[, kTotal]. */
 function packParams(...v: number[]): Uint32Array {
   const u = new Uint32Array(16);
   const f = new Float32Array(u.buffer);
   for (let i = 0; i < 12; i++) u[i] = v[i];
   f[12] = v[12];
+  u[13] = v[13] ?? 0xffffffff;
   return u;
+}
+
+/**
+ * How many K slices to compute in parallel: when the output has few tiles and K is long (few
+ * tokens through a wide layer, or the hidden-state gradient of an LM head), one workgroup per tile
+ * would walk all of K alone. Slices of at least 256 keep the extra partial sums cheap.
+ */
+export function splitKSlices(M: number, N: number, K: number, rowsPerTile: number): number {
+  const tiles = Math.ceil(M / rowsPerTile) * Math.ceil(N / TILE_N);
+  if (tiles >= 32 || K < 1024) return 1;
+  return Math.max(1, Math.min(Math.floor(K / 256), Math.ceil(64 / tiles), 32));
 }
 
 /** Boundaries 0 = c0 < c1 < … < extent where the row chunks of the given tensors start. */
