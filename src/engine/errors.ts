@@ -142,6 +142,78 @@ export const WeightMismatchError = defineError(
   'WeightMismatchError',
   'The weights and config.json belong to different models, or the checkpoint is incomplete. Download the model again.',
 );
+/** An adapter config (adapter_config.json, or one built in the app) lacks a key, has a bad value, or asks for what an export cannot write. */
+export const AdapterConfigError = defineError(
+  'AdapterConfigError',
+  'Compare the config with PEFT\'s adapter_config.json for the method (for LoRA: peft_type "LORA", r, lora_alpha, target_modules).',
+);
+/** An adapter's tensors do not match its config or the base model: a missing or unknown module, a wrong shape or dtype. */
+export const AdapterMismatchError = defineError(
+  'AdapterMismatchError',
+  'The adapter was trained for another base model or with other settings, or its files are incomplete. Use the base model it was trained on.',
+);
+
+/** The local store (the file-system cache in Node, IndexedDB in the browser) could not be read or written. */
+export const StoreError = defineError(
+  'StoreError',
+  'Check that there is free disk space and that the store location is writable (in Node it is WHETSTONE_HOME, or ~/.cache/whetstone).',
+);
+/** A Hugging Face Hub reference (hub:ORG/NAME@REVISION) is malformed. */
+export const HubRefError = defineError(
+  'HubRefError',
+  'Write the model as hub:ORG/NAME or hub:ORG/NAME@REVISION, as in hub:HuggingFaceTB/SmolLM2-135M-Instruct@main.',
+);
+/** The Hub refused a request for lack of valid credentials: a gated or private model, or a rejected token. */
+export const HubAuthError = defineError(
+  'HubAuthError',
+  'Gated models (e.g. Llama 3.2) need an access token: create one at https://huggingface.co/settings/tokens, pass it ' +
+    '(HF_TOKEN), and accept the license on the model page.',
+);
+/** The Hub has no such repository, revision or file. */
+export const HubNotFoundError = defineError(
+  'HubNotFoundError',
+  'Check the repository id (ORG/NAME, as in the model page URL), the revision and the file name on the Hub.',
+);
+/** A download failed: the connection broke, the server answered an error, or the bytes do not match the expected size. */
+export const DownloadError = defineError('DownloadError', 'Run the download again; it resumes from the bytes already saved.');
+/** A dataset file is unreadable as a whole: empty, not in a known format, bad JSON on a line, a line over the length limit. */
+export const DatasetFormatError = defineError(
+  'DatasetFormatError',
+  'Fix the file at the place named (or export it again from the tool that made it), or choose its format explicitly.',
+);
+
+/** Where a bad dataset row is and what was expected of it. */
+export interface BadRow {
+  /** The file the row is in. */
+  file?: string;
+  /** 1-based line of the row (JSONL, CSV, text); absent for Parquet and JSON arrays. */
+  line?: number;
+  /** 0-based position of the row among the rows of its file. */
+  rowIndex: number;
+  /** What is wrong with the row. */
+  message: string;
+  /** What the row should hold instead. */
+  expected: string;
+}
+
+/** Rows of a dataset that cannot become training examples. `rows` lists the first of them, `total` counts them all. */
+export class DatasetRowsError extends defineError(
+  'DatasetRowsError',
+  'Fix the rows listed, map the columns to the format explicitly, or import with "skip bad rows" to leave them out (they are counted).',
+) {
+  readonly rows: readonly BadRow[];
+  readonly total: number;
+
+  constructor(message: string, rows: readonly BadRow[], total: number = rows.length, details: ErrorDetails = {}) {
+    super(message, details);
+    this.rows = rows;
+    this.total = total;
+  }
+
+  override toJSON(): SerializedError & { rows: BadRow[]; total: number } {
+    return { ...super.toJSON(), rows: this.rows.map((r) => ({ ...r })), total: this.total };
+  }
+}
 
 export type WhetstoneErrorClass = ReturnType<typeof defineError>;
 
