@@ -6,6 +6,9 @@ import { describeError } from '../engine/errors.ts';
 import { openNodeGpu } from '../engine/gpu/node.ts';
 import { EngineApi } from '../worker/engine-api.ts';
 import { benchCommand } from './bench.ts';
+import { evalCommand } from './eval.ts';
+import { generateCommand } from './generate.ts';
+import { infoCommand } from './info.ts';
 
 const USAGE = `whetstone <command> [options]
 
@@ -14,6 +17,15 @@ Commands:
   bench [--tokens 16,128] [--models SmolLM2-135M,...] [--repeats N] [--out FILE] [--no-tfjs]
                       Time the kernels on model-shaped problems against TensorFlow.js's WebGPU
                       backend on the same adapter; prints a table and writes JSON
+  info --model DIR    Summarise a model folder as JSON (architecture, sizes, parameters, dtype)
+  eval --model DIR --data FILE [--json] [--dtype f32|bf16] [--batch-tokens N]
+                      Loss and perplexity on a JSONL file of {"text": ...} or
+                      {"input_ids": [...], "labels": [...]} rows (-100 labels are not counted)
+  generate --model DIR --prompt TEXT [--chat] [--max-new-tokens N] [--temperature T]
+           [--top-p P] [--top-k K] [--seed S] [--dtype f32|bf16]
+                      Stream a continuation of the prompt (--chat: through the model's chat
+                      template); greedy unless a temperature is given or generation_config.json
+                      sets do_sample
   help                Show this text
 
 Environment:
@@ -27,6 +39,12 @@ export async function main(argv: string[]): Promise<number> {
         return await gpuCommand(rest);
       case 'bench':
         return await benchCommand(rest);
+      case 'info':
+        return await infoCommand(rest);
+      case 'eval':
+        return await evalCommand(rest);
+      case 'generate':
+        return await generateCommand(rest);
       case undefined:
       case 'help':
       case '--help':

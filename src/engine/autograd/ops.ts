@@ -4,13 +4,15 @@
 // (token ids, positions, segments, labels) and constants (rope's inv_freq) are plain tensors, not
 // Vars: nothing is differentiated with respect to them.
 
+import { InvalidArgumentError, ShapeError } from '../errors.ts';
 import type { Batch } from '../gpu/batch.ts';
 import { type Chunk, Tensor, createTensor } from '../gpu/tensor.ts';
 import { type AttentionOptions, attention as attentionKernel, attentionBackward, attentionLseShape, attentionShape, attentionStatsShape } from '../kernels/attention.ts';
 import { crossEntropy } from '../kernels/cross_entropy.ts';
-import { affine, axpby, fill, mul as mulKernel } from '../kernels/elementwise.ts';
+import { addRows, affine, axpby, fill, mul as mulKernel } from '../kernels/elementwise.ts';
 import { type TokenGroups, embedding as embeddingKernel, embeddingBackward } from '../kernels/embedding.ts';
 import { matmul, matmulOutShape } from '../kernels/matmul.ts';
+import { matmulLowp, matmulLowpBackward } from '../kernels/matmul_lowp.ts';
 import { rmsnorm as rmsnormKernel, rmsnormBackward } from '../kernels/rmsnorm.ts';
 import { rope as ropeKernel, ropeBackward } from '../kernels/rope.ts';
 import { swiglu as swigluKernel, swigluBackward } from '../kernels/swiglu.ts';
@@ -210,4 +212,51 @@ function copy(b: Batch, t: Tensor): Tensor {
   const out = scratch(b, t.shape);
   affine(b, t, out, 1, 0);
   return out;
+}
+
+/**
+ * y = x · Wᵀ through a frozen weight stored in 16 bits (bf16, or f16): x (N, K) f32, W (M, K) of
+ * dtype 'bf16' or 'f16' in nn.Linear layout → y (N, M) f32. The weight gets no gradient (a W that
+ * requires one is refused); backward gives x its gradient dX = dY · W.
+ */
+export function linearLowp(tape: Tape, b: Batch, x: Var, w: Var, scale = 1): Var {
+  if (w.requiresGrad) {
+    throw new InvalidArgumentError(`linearLowp: weight ${w.value.describe()} is stored in 16 bits and cannot be trained; load it as f32 to train it.`);
+  }
+  const y = scratch(b, [...x.value.shape.slice(0, -1), w.value.shape[0]], 'linearLowp'); // (N, M)
+  matmulLowp(b, x.value, w.value, y, { alpha: scale });
+  return tape.record('linearLowp', [x, w], [y], [], (bb, [dy], needs) => {
+    if (!needs[0]) return [null, null];
+    const dx = scratch(bb, x.value.shape, 'linearLowp.dx'); // (N, K) dX = dY · W
+    matmulLowpBackward(bb, dy!, w.value, dx, { alpha: scale });
+    return [dx, null];
+  })[0];
+}
+
+/**
+ * x (N, M) + bias (M) on every row (a linear layer's bias). Backward: dx = dy, and dbias is the
+ * column sum of dy, computed as a (1, N) row of ones times dy.
+ */
+export function addBias(tape: Tape, b: Batch, x: Var, bias: Var): Var {
+  const M = bias.value.numel;
+  if (x.value.shape.length !== 2 || x.value.shape[1] !== M) {
+    throw new ShapeError(`addBias: x must be (N, ${M}) for a bias of ${M} values; got ${x.value.describe()}.`);
+  }
+  const out = scratch(b, x.value.shape, 'addBias'); // (N, M)
+  affine(b, x.value, out, 1, 0);
+  addRows(b, out, bias.value);
+  return tape.record('addBias', [x, bias], [out], [], (bb, [dy], needs) => {
+    const dx = needs[0] ? copy(bb, dy!) : null;
+    let dbias: Tensor | null = null;
+    if (needs[1]) {
+      const N = x.value.shape[0];
+      const ones = scratch(bb, [1, N], 'addBias.ones'); // (1, N)
+      fill(bb, ones, 1);
+      const sum = scratch(bb, [1, M], 'addBias.dbias'); // (1, M) = ones · dy
+      matmul(bb, ones, dy!, sum, { transB: false });
+      ones.release();
+      dbias = new Tensor(sum.gpu, bias.value.shape, 'f32', [...sum.chunks], true, 'addBias.dbias'); // (M), takes over sum's buffer
+    }
+    return [dx, dbias];
+  })[0];
 }

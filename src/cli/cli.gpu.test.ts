@@ -1,0 +1,153 @@
+// The model commands of the CLI, run in-process through main() on a tiny model folder: the JSON
+// contract of `info` and `eval --json`, eval's loss against the float64 reference, a bad JSONL line
+// reported with its line number, `generate` streaming the same text as the engine's greedy
+// generation (plain and --chat), and the refusal of hub: models.
+
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { makeTinyTokenizer } from '../../scripts/tiny/tokenizer.ts';
+import { renderChat } from '../engine/data/chat-template.ts';
+import { testGpu } from '../engine/gpu/testing.ts';
+import { openModelDirectory } from '../engine/io/model-folder-node.ts';
+import { parameterCount } from '../engine/model/config.ts';
+import { generate } from '../engine/model/generate.ts';
+import { loadModel } from '../engine/model/llama.ts';
+import { type TinyModel, writeTinyModel } from '../engine/model/llama-testing.ts';
+import { type Tokenizer } from '../engine/model/tokenizer.ts';
+import { llamaLoss } from '../engine/reference/llama.ts';
+import { main } from './main.ts';
+import { loadFolderTokenizer } from './model-args.ts';
+
+let root = '';
+let tiny: TinyModel;
+let tokenizer: Tokenizer;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'whetstone-cli-'));
+  tiny = await writeTinyModel(join(root, 'model'), { architecture: 'llama', tied: true, fileDtype: 'BF16', seed: 21 }, makeTinyTokenizer());
+  tokenizer = await loadFolderTokenizer(await openModelDirectory(tiny.dir));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+/** Runs main() with stdout and stderr captured (process writes and console.error). */
+async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
+  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void (stdout += `${a.join(' ')}\n`));
+  const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void (stderr += `${a.join(' ')}\n`));
+  try {
+    const code = await main(args);
+    return { code, stdout, stderr };
+  } finally {
+    for (const s of [out, err, log, error]) s.mockRestore();
+  }
+}
+
+describe('whetstone model commands', () => {
+  it('info prints the JSON summary of a model folder', async () => {
+    const r = await run(['info', '--model', tiny.dir]);
+    expect(r.code, r.stderr).toBe(0);
+    const info = JSON.parse(r.stdout);
+    console.log(`info: ${JSON.stringify(info)}`);
+    expect(info).toMatchObject({
+      architecture: 'LlamaForCausalLM',
+      parameters: parameterCount(tiny.config),
+      layers: 2,
+      heads: 4,
+      kvHeads: 2,
+      hiddenSize: 32,
+      vocabSize: tiny.config.vocabSize,
+      contextLength: 512,
+      dtype: 'bfloat16',
+      tiedEmbeddings: true,
+    });
+  });
+
+  it('eval --json ends with {loss, tokens, ppl}, equal to the float64 reference; without --json it prints one line', async () => {
+    const texts = ['The sun rose over the quiet town.', 'To make a cup of tea, boil some water.'];
+    const ids = tokenizer.encode('User: What is the capital of France?');
+    const labels = ids.map((t, i) => (i < 4 ? -100 : t));
+    const data = join(root, 'eval.jsonl');
+    await writeFile(data, [...texts.map((text) => JSON.stringify({ text })), '', JSON.stringify({ input_ids: ids, labels })].join('\n') + '\n');
+    const r = await run(['eval', '--model', tiny.dir, '--data', data, '--json', '--batch-tokens', '24']);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    const result = JSON.parse(lines[lines.length - 1]);
+    console.log(`eval --json: ${lines[lines.length - 1]}`);
+    expect(Object.keys(result).sort()).toEqual(['loss', 'ppl', 'tokens']);
+    const want = llamaLoss(tiny.config, tiny.params, [...texts.map((t) => ({ inputIds: tokenizer.encode(t) })), { inputIds: ids, labels }]);
+    expect(result.tokens).toBe(want.tokens);
+    expect(Number.isInteger(result.tokens)).toBe(true);
+    expect(Math.abs(result.loss - want.loss) / want.loss).toBeLessThan(1e-5);
+    expect(result.ppl).toBeCloseTo(Math.exp(result.loss), 6);
+
+    const plain = await run(['eval', '--model', tiny.dir, '--data', data, '--dtype', 'bf16']);
+    expect(plain.code, plain.stderr).toBe(0);
+    console.log(`eval: ${plain.stdout.trim()}`);
+    expect(plain.stdout).toMatch(new RegExp(`^loss ${result.loss.toFixed(4)}\\d* {2}ppl [\\d.]+ {2}tokens ${want.tokens} {2}rows 3\\n$`));
+  });
+
+  it('eval reports a bad JSONL line with its line number and exits 1', async () => {
+    const data = join(root, 'bad.jsonl');
+    await writeFile(data, '{"text": "hello"}\n{"input_ids": [1, 2, 3]}\n{"input_ids": [1, 2], "labels": [5]}\n');
+    const r = await run(['eval', '--model', tiny.dir, '--data', data, '--json']);
+    console.log(`bad row: ${r.stderr.trim()}`);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain(`error: DatasetRowsError: ${data}:3: "labels" has 1 entries but "input_ids" has 2`);
+    await writeFile(data, '{"text": "hello"}\nnot json\n');
+    const notJson = await run(['eval', '--model', tiny.dir, '--data', data]);
+    expect(notJson.code).toBe(1);
+    expect(notJson.stderr).toContain(`error: DatasetFormatError: ${data}:2: The line is not valid JSON`);
+  });
+
+  it('generate streams the same text as greedy generation in the engine, plain and with --chat', async () => {
+    const gpu = await testGpu();
+    const model = await loadModel(gpu, await openModelDirectory(tiny.dir));
+    const expected = async (promptIds: number[]) => {
+      const out = await generate(model, promptIds, { maxNewTokens: 12, eosTokenIds: tokenizer.eosTokenIds });
+      return tokenizer.decode(out.tokens, { skipSpecialTokens: true });
+    };
+    try {
+      const prompt = 'The weather was cold';
+      const r = await run(['generate', '--model', tiny.dir, '--prompt', prompt, '--max-new-tokens', '12']);
+      expect(r.code, r.stderr).toBe(0);
+      console.log(`generate: ${JSON.stringify(r.stdout)} / ${r.stderr.trim()}`);
+      expect(r.stdout).toBe(`${await expected(tokenizer.encode(prompt))}\n`);
+      expect(r.stderr).toMatch(/generated in .* tokens\/s\), stopped: (length|eos)\]/);
+
+      const chat = await run(['generate', '--model', tiny.dir, '--prompt', 'Hello!', '--chat', '--max-new-tokens', '12']);
+      expect(chat.code, chat.stderr).toBe(0);
+      const rendered = renderChat(tokenizer.chatTemplate, [{ role: 'user', content: 'Hello!' }], { addGenerationPrompt: true });
+      expect(rendered.text.endsWith('<|im_start|>assistant\n')).toBe(true);
+      expect(chat.stdout).toBe(`${await expected(tokenizer.encode(rendered.text, { addSpecialTokens: false }))}\n`);
+
+      const sampled = ['generate', '--model', tiny.dir, '--prompt', prompt, '--max-new-tokens', '8', '--temperature', '1.3', '--top-k', '40', '--top-p', '0.9', '--seed', '5'];
+      const a = await run(sampled);
+      const b = await run(sampled);
+      expect(a.code, a.stderr).toBe(0);
+      expect(b.stdout).toBe(a.stdout);
+      expect(a.stderr).toContain('seed 5');
+    } finally {
+      model.release();
+    }
+  });
+
+  it('refuses hub: models and bad flags with a clear error', async () => {
+    const hub = await run(['info', '--model', 'hub:HuggingFaceTB/SmolLM2-135M']);
+    expect(hub.code).toBe(1);
+    expect(hub.stderr).toContain('loading from the Hugging Face Hub is not available on the command line');
+    expect(hub.stderr).toContain('huggingface-cli download HuggingFaceTB/SmolLM2-135M');
+    const missing = await run(['eval', '--data', 'x.jsonl']);
+    expect(missing.stderr).toContain('--model DIR is required');
+    const badTemp = await run(['generate', '--model', tiny.dir, '--prompt', 'hi', '--temperature', 'warm']);
+    expect(badTemp.code).toBe(1);
+    expect(badTemp.stderr).toContain('--temperature must be a number');
+  });
+});

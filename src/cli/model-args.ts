@@ -1,0 +1,79 @@
+// Shared pieces of the CLI's model commands (info, eval, generate): resolving `--model` to a model
+// folder on disk, reading the folder's tokenizer, loading the model onto the Node GPU, and parsing
+// numeric flags into typed errors. It prints nothing; the commands do.
+
+import { InvalidArgumentError, TokenizerError } from '../engine/errors.ts';
+import type { Gpu } from '../engine/gpu/device.ts';
+import { openNodeGpu } from '../engine/gpu/node.ts';
+import { MAX_JSON_BYTES, type ModelFolder } from '../engine/io/model-folder.ts';
+import { openModelDirectory } from '../engine/io/model-folder-node.ts';
+import { readText } from '../engine/io/source.ts';
+import { type LlamaModel, type WeightStorage, loadModel } from '../engine/model/llama.ts';
+import { type Tokenizer, loadTokenizer } from '../engine/model/tokenizer.ts';
+
+/** Opens the folder named by `--model`; the `hub:` form is refused with a hint. */
+export async function openModelArg(model: string | undefined): Promise<ModelFolder> {
+  if (model === undefined || model === '') {
+    throw new InvalidArgumentError('--model DIR is required: the folder of a Hugging Face model (config.json, *.safetensors, tokenizer files).');
+  }
+  if (model.startsWith('hub:')) {
+    const repo = model.slice(4);
+    throw new InvalidArgumentError(`--model ${model}: loading from the Hugging Face Hub is not available on the command line; pass a model folder.`, {
+      hint: `Download it first, e.g. \`huggingface-cli download ${repo || 'ORG/NAME'} --local-dir ./${repo.split('/').pop() || 'model'}\`, then pass --model with that folder.`,
+    });
+  }
+  return openModelDirectory(model);
+}
+
+/** The folder's tokenizer (tokenizer.json, with tokenizer_config.json, generation_config.json and chat_template.jinja when present). */
+export async function loadFolderTokenizer(folder: ModelFolder): Promise<Tokenizer> {
+  const has = (name: string) => folder.files.list().includes(name);
+  if (!has('tokenizer.json')) {
+    throw new TokenizerError(`${folder.files.name ?? 'The model folder'} has no tokenizer.json.`, { file: 'tokenizer.json' });
+  }
+  const read = async (name: string): Promise<string> => {
+    const source = await folder.files.open(name);
+    try {
+      return await readText(source, MAX_JSON_BYTES);
+    } finally {
+      await source.close?.();
+    }
+  };
+  return loadTokenizer({
+    tokenizerJson: await read('tokenizer.json'),
+    tokenizerConfig: has('tokenizer_config.json') ? await read('tokenizer_config.json') : undefined,
+    generationConfig: folder.generationConfig ?? undefined,
+    chatTemplate: has('chat_template.jinja') ? await read('chat_template.jinja') : undefined,
+  });
+}
+
+/** Opens the GPU and loads the model with the given projection storage. */
+export async function loadCliModel(folder: ModelFolder, dtype: string | undefined): Promise<{ gpu: Gpu; model: LlamaModel }> {
+  const storage = (dtype ?? 'f32') as WeightStorage;
+  if (storage !== 'f32' && storage !== 'bf16') throw new InvalidArgumentError(`--dtype must be f32 or bf16; got ${JSON.stringify(dtype)}.`);
+  const gpu = await openNodeGpu();
+  try {
+    return { gpu, model: await loadModel(gpu, folder, { dtype: storage }) };
+  } catch (e) {
+    gpu.destroy();
+    throw e;
+  }
+}
+
+/** An integer flag within [min, max], or `fallback` when absent. */
+export function intArg(name: string, value: string | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+    throw new InvalidArgumentError(`--${name} must be an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ' up'}; got ${JSON.stringify(value)}.`);
+  }
+  return n;
+}
+
+/** A finite number flag, or `fallback` when absent. */
+export function numberArg(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`--${name} must be a number; got ${JSON.stringify(value)}.`);
+  return n;
+}

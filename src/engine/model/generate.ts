@@ -1,0 +1,199 @@
+// Text generation for one prompt with a KV cache: a prefill pass over the prompt, then one token
+// at a time, each new token attending to the cached keys and values of every earlier position
+// (prefix attention over per-layer (maxLen, Hkv·D) buffers, appended to with buffer copies). Only the
+// last position's logits are computed, and they are the one readback per generated token; the next
+// token is chosen on the CPU by sampling.ts. It works on token ids: tokenizing and decoding the
+// stream into text is the caller's (model/tokenizer.ts has StreamDecoder).
+
+import { InvalidArgumentError, ShapeError, UnsupportedModelError } from '../errors.ts';
+import { Tape, type Var } from '../autograd/tape.ts';
+import { Batch } from '../gpu/batch.ts';
+import { DTYPE_BYTES, Tensor, createTensor, tensorFromArray, writeTensor } from '../gpu/tensor.ts';
+import { TokenGroups } from '../kernels/embedding.ts';
+import { Rng } from '../random.ts';
+import { type KvAccess, type LlamaModel, type ModelInputs, makeInputs, readF32 } from './llama.ts';
+import { type SamplingOptions, checkSampling, sampleToken } from './sampling.ts';
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Most tokens to generate. Default 256. */
+  maxNewTokens?: number;
+  /** Seed of the sampling Rng (unused when greedy). Default 0. */
+  seed?: number;
+  /** Generation stops after any of these (it is kept as the last token); usually tokenizer.eosTokenIds. */
+  eosTokenIds?: readonly number[];
+  /** Stops before the next step; the tokens so far are returned with finishReason 'cancelled'. */
+  signal?: AbortSignal;
+  /** Called with each new token id as soon as it is chosen (index 0 is the first generated token). */
+  onToken?: (id: number, index: number) => void;
+  /** Called with the logits (V) each token was chosen from; the array is not reused. */
+  onLogits?: (logits: Float32Array, index: number) => void;
+}
+
+export interface GenerateResult {
+  /** The generated ids, without the prompt (an end token that stopped generation is included). */
+  tokens: number[];
+  finishReason: 'eos' | 'length' | 'cancelled';
+  promptTokens: number;
+}
+
+/** A view of the first `rows` rows of an unsplit tensor: no allocation, and never released itself. */
+export function headRowsView(t: Tensor, rows: number): Tensor {
+  if (t.isSplit) throw new ShapeError(`Tensor ${t.describe()} is split across buffers; a row view needs one buffer.`);
+  if (!Number.isInteger(rows) || rows < 0 || rows > t.shape[0]) throw new ShapeError(`Cannot view ${rows} rows of ${t.describe()}.`);
+  const c = t.chunks[0];
+  const bytes = rows * t.rowElems * DTYPE_BYTES[t.dtype];
+  return new Tensor(t.gpu, [rows, ...t.shape.slice(1)], t.dtype, [{ ...c, rows, bytes }], t.transient, t.label);
+}
+
+/** Records copies of all rows of `src` into `dst` starting at row `at` (same row width and dtype). */
+function copyRowsInto(b: Batch, src: Tensor, dst: Tensor, at: number): void {
+  const rowBytes = src.rowElems * DTYPE_BYTES[src.dtype];
+  const d = dst.chunks[0];
+  for (const c of src.chunks) {
+    if (c.bytes === 0) continue;
+    b.encoder.copyBufferToBuffer(c.buffer, c.offset, d.buffer, d.offset + (at + c.rowStart) * rowBytes, c.bytes);
+  }
+}
+
+/** Per-layer key and value buffers of maxLen rows and how many rows hold cached positions. */
+class KvCache implements KvAccess {
+  readonly keys: Tensor[] = []; // per layer (maxLen, Hkv·D)
+  readonly values: Tensor[] = []; // per layer (maxLen, Hkv·D)
+  pastLength = 0;
+
+  constructor(model: LlamaModel, readonly maxLen: number) {
+    const c = model.config;
+    const width = c.numKeyValueHeads * c.headDim;
+    try {
+      for (let l = 0; l < c.numHiddenLayers; l++) {
+        for (const [list, what] of [[this.keys, 'k'], [this.values, 'v']] as const) {
+          const t = createTensor(model.gpu, [maxLen, width], 'f32', { label: `kv.${l}.${what}` });
+          list.push(t);
+          if (t.isSplit) {
+            throw new ShapeError(`A KV cache of ${maxLen} positions (${t.byteLength} bytes per layer) does not fit in one storage binding of this GPU.`, {
+              hint: 'Use a shorter prompt or fewer new tokens.',
+            });
+          }
+        }
+      }
+    } catch (e) {
+      this.release();
+      throw e;
+    }
+  }
+
+  past(layer: number): { k: Tensor; v: Tensor } | null {
+    if (this.pastLength === 0) return null;
+    return { k: headRowsView(this.keys[layer], this.pastLength), v: headRowsView(this.values[layer], this.pastLength) };
+  }
+
+  store(b: Batch, layer: number, k: Tensor, v: Tensor): void {
+    if (this.pastLength + k.shape[0] > this.maxLen) throw new ShapeError(`The KV cache holds ${this.maxLen} positions; ${this.pastLength + k.shape[0]} were needed.`);
+    copyRowsInto(b, k, this.keys[layer], this.pastLength);
+    copyRowsInto(b, v, this.values[layer], this.pastLength);
+  }
+
+  release(): void {
+    for (const t of [...this.keys, ...this.values]) t.release();
+  }
+}
+
+/**
+ * Generates up to `maxNewTokens` tokens after `promptIds` with a KV cache. Greedy by default
+ * (temperature 0); with a temperature, top-k and top-p apply as in Hugging Face's sampling. Stops
+ * at any of `eosTokenIds`, at `maxNewTokens`, or when `signal` aborts.
+ */
+export async function generate(model: LlamaModel, promptIds: readonly number[], options: GenerateOptions = {}): Promise<GenerateResult> {
+  model.assertLive();
+  const c = model.config;
+  checkSampling(options);
+  const maxNew = options.maxNewTokens ?? 256;
+  if (!Number.isInteger(maxNew) || maxNew < 0) throw new InvalidArgumentError(`maxNewTokens must be a non-negative integer; got ${maxNew}.`);
+  if (promptIds.length === 0) throw new InvalidArgumentError('The prompt has no tokens; generation needs at least one.');
+  const maxLen = promptIds.length + maxNew;
+  if (c.slidingWindow !== null && maxLen > c.slidingWindow) {
+    throw new UnsupportedModelError(
+      `The prompt (${promptIds.length} tokens) plus ${maxNew} new tokens exceed the model's sliding attention window (${c.slidingWindow}); sliding-window attention is not supported.`,
+      { hint: 'Ask for fewer new tokens or use a shorter prompt.' },
+    );
+  }
+  const eos = new Set(options.eosTokenIds ?? []);
+  const rng = new Rng(options.seed ?? 0);
+  const tokens: number[] = [];
+  const result = (finishReason: GenerateResult['finishReason']): GenerateResult => ({ tokens, finishReason, promptTokens: promptIds.length });
+  if (maxNew === 0) return result('length');
+  if (options.signal?.aborted) return result('cancelled');
+
+  const gpu = model.gpu;
+  const prefill = makeInputs(model, [{ inputIds: promptIds }], { targets: false });
+  const cache = new KvCache(model, maxLen);
+  // The one-token inputs of every later step, written in place.
+  const hostId = new Int32Array(1);
+  const stepIds = createTensor(gpu, [1], 'i32', { label: 'generate.id' }); // (1)
+  const stepPos = createTensor(gpu, [1], 'i32', { label: 'generate.position' }); // (1)
+  const stepSeg = tensorFromArray(gpu, [0], [1], 'i32', { label: 'generate.segment' }); // (1)
+  const stepGroups = new TokenGroups(gpu, 1);
+  const step: ModelInputs = {
+    B: 1,
+    T: 1,
+    ids: stepIds,
+    hostIds: hostId,
+    positions: stepPos,
+    segments: stepSeg,
+    groups: stepGroups,
+    targets: null,
+    count: 0,
+    release() {},
+  };
+  try {
+    let inputs = prefill;
+    for (;;) {
+      const logits = await lastLogits(model, inputs, cache); // (V)
+      cache.pastLength += inputs.T;
+      if (options.signal?.aborted) return result('cancelled');
+      options.onLogits?.(logits, tokens.length);
+      const id = sampleToken(logits, options, rng);
+      tokens.push(id);
+      options.onToken?.(id, tokens.length - 1);
+      if (eos.has(id)) return result('eos');
+      if (tokens.length >= maxNew) return result('length');
+      if (options.signal?.aborted) return result('cancelled');
+      hostId[0] = id;
+      writeTensor(stepIds, hostId);
+      writeTensor(stepPos, [cache.pastLength]);
+      inputs = step;
+    }
+  } finally {
+    prefill.release();
+    cache.release();
+    for (const t of [stepIds, stepPos, stepSeg]) t.release();
+    stepGroups.release();
+  }
+}
+
+/**
+ * Runs `inputs` (one row of n new tokens after cache.pastLength cached ones) through the model,
+ * appending their keys and values to the cache, and reads the logits (V) of the last position.
+ */
+async function lastLogits(model: LlamaModel, inputs: ModelInputs, cache: KvCache): Promise<Float32Array> {
+  const gpu = model.gpu;
+  const C = model.config.hiddenSize;
+  const tape = new Tape();
+  tape.recording = false;
+  const b = new Batch(gpu, 'generate');
+  const h = model.forward(tape, b, inputs, { kv: cache }); // (n, C)
+  const last = createTensor(gpu, [1, C], 'f32', { transient: true, label: 'generate.last' }); // (1, C)
+  const n = inputs.T;
+  const rowBytes = C * 4;
+  const src = h.value.chunks.find((ch) => n - 1 >= ch.rowStart && n - 1 < ch.rowStart + ch.rows)!;
+  b.encoder.copyBufferToBuffer(src.buffer, src.offset + (n - 1 - src.rowStart) * rowBytes, last.buffer, 0, rowBytes);
+  const z: Var = model.headLogits(tape, b, tape.leaf(last)); // (1, V)
+  tape.releaseUnrecorded([z]);
+  last.release();
+  b.submit();
+  try {
+    return await readF32(z.value);
+  } finally {
+    z.value.release();
+  }
+}
