@@ -1,9 +1,11 @@
 // The model commands of the CLI, run in-process through main() on a tiny model folder: the JSON
 // contract of `info` and `eval --json`, eval's loss against the float64 reference, a bad JSONL line
 // reported with its line number, `generate` streaming the same text as the engine's greedy
-// generation (plain and --chat), and the refusal of hub: models.
+// generation (plain and --chat), and hub: models downloaded from a local stand-in for the Hub.
 
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -139,11 +141,61 @@ describe('whetstone model commands', () => {
     }
   });
 
-  it('refuses hub: models and bad flags with a clear error', async () => {
-    const hub = await run(['info', '--model', 'hub:HuggingFaceTB/SmolLM2-135M']);
-    expect(hub.code).toBe(1);
-    expect(hub.stderr).toContain('loading from the Hugging Face Hub is not available on the command line');
-    expect(hub.stderr).toContain('huggingface-cli download HuggingFaceTB/SmolLM2-135M');
+  it('downloads hub: models through HF_ENDPOINT into the cache, and refuses bad flags with a clear error', async () => {
+    // A stand-in for the Hub on 127.0.0.1 with its URL layout, serving the tiny folder.
+    const names = (await readdir(tiny.dir)).sort();
+    const requests: string[] = [];
+    const server = createServer(async (req, res) => {
+      requests.push(`${req.method} ${req.url}`);
+      const url = req.url ?? '';
+      if (url.startsWith('/api/models/org/tiny')) {
+        const siblings = await Promise.all(names.map(async (rfilename) => ({ rfilename, size: (await stat(join(tiny.dir, rfilename))).size })));
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'org/tiny', sha: 'abc123', siblings }));
+        return;
+      }
+      const m = /^\/org\/tiny\/resolve\/[^/]+\/(.+)$/.exec(url);
+      if (!m || !names.includes(decodeURIComponent(m[1]))) {
+        res.writeHead(404).end();
+        return;
+      }
+      const body = await readFile(join(tiny.dir, decodeURIComponent(m[1])));
+      const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+      if (range) {
+        const start = Number(range[1]);
+        const end = range[2] ? Math.min(Number(range[2]), body.length - 1) : body.length - 1;
+        res.writeHead(206, { 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${body.length}` });
+        res.end(req.method === 'HEAD' ? undefined : body.subarray(start, end + 1));
+      } else {
+        res.writeHead(200, { 'content-length': body.length });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const saved = { HF_ENDPOINT: process.env.HF_ENDPOINT, WHETSTONE_HOME: process.env.WHETSTONE_HOME };
+    process.env.HF_ENDPOINT = `http://127.0.0.1:${port}`;
+    process.env.WHETSTONE_HOME = join(root, 'cache');
+    try {
+      const hub = await run(['info', '--model', 'hub:org/tiny']);
+      expect(hub.code, hub.stderr).toBe(0);
+      expect(JSON.parse(hub.stdout)).toMatchObject({ architecture: 'LlamaForCausalLM', parameters: parameterCount(tiny.config) });
+      expect(requests.some((r) => r.includes('/org/tiny/resolve/') && r.includes('model.safetensors'))).toBe(true);
+      // The files landed in the cache as an ordinary model folder.
+      expect((await readdir(join(root, 'cache', 'models', 'org', 'tiny@main'))).sort()).toEqual(names);
+      // A second run finds them cached and downloads nothing.
+      const before = requests.length;
+      expect((await run(['info', '--model', 'hub:org/tiny'])).code).toBe(0);
+      expect(requests.slice(before).filter((r) => r.includes('/resolve/') && r.startsWith('GET'))).toEqual([]);
+      const absent = await run(['info', '--model', 'hub:org/absent']);
+      expect(absent.code).toBe(1);
+      expect(absent.stderr).toMatch(/org\/absent/);
+    } finally {
+      process.env.HF_ENDPOINT = saved.HF_ENDPOINT;
+      process.env.WHETSTONE_HOME = saved.WHETSTONE_HOME;
+      if (saved.HF_ENDPOINT === undefined) delete process.env.HF_ENDPOINT;
+      if (saved.WHETSTONE_HOME === undefined) delete process.env.WHETSTONE_HOME;
+      await new Promise((resolve) => server.close(resolve));
+    }
     const missing = await run(['eval', '--data', 'x.jsonl']);
     expect(missing.stderr).toContain('--model DIR is required');
     const badTemp = await run(['generate', '--model', tiny.dir, '--prompt', 'hi', '--temperature', 'warm']);

@@ -1,26 +1,42 @@
 // Shared pieces of the CLI's model commands (info, eval, generate): resolving `--model` to a model
-// folder on disk, reading the folder's tokenizer, loading the model onto the Node GPU, and parsing
+// folder on disk or in the Hub download cache, reading the folder's tokenizer, loading the model onto the Node GPU, and parsing
 // numeric flags into typed errors. It prints nothing; the commands do.
 
 import { InvalidArgumentError, TokenizerError } from '../engine/errors.ts';
 import type { Gpu } from '../engine/gpu/device.ts';
 import { openNodeGpu } from '../engine/gpu/node.ts';
-import { MAX_JSON_BYTES, type ModelFolder } from '../engine/io/model-folder.ts';
+import { formatBytes } from '../engine/gpu/allocator.ts';
+import { downloadModel, formatHubRef, parseHubRef } from '../engine/io/hub.ts';
+import { MAX_JSON_BYTES, type ModelFolder, openModelFolder } from '../engine/io/model-folder.ts';
 import { openModelDirectory } from '../engine/io/model-folder-node.ts';
 import { readText } from '../engine/io/source.ts';
+import { defaultStoreRoot, openNodeStore } from '../engine/store/store-node.ts';
 import { type LlamaModel, type WeightStorage, loadModel } from '../engine/model/llama.ts';
 import { type Tokenizer, loadTokenizer } from '../engine/model/tokenizer.ts';
 
-/** Opens the folder named by `--model`; the `hub:` form is refused with a hint. */
-export async function openModelArg(model: string | undefined): Promise<ModelFolder> {
+/**
+ * Opens the folder named by `--model`: a directory, or `hub:ORG/NAME[@REVISION]`, which is
+ * downloaded (resumably) into the local cache first. HF_ENDPOINT and HF_TOKEN work as they do for
+ * the Hugging Face tools; progress goes to stderr.
+ */
+export async function openModelArg(model: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<ModelFolder> {
   if (model === undefined || model === '') {
-    throw new InvalidArgumentError('--model DIR is required: the folder of a Hugging Face model (config.json, *.safetensors, tokenizer files).');
+    throw new InvalidArgumentError('--model DIR is required: the folder of a Hugging Face model (config.json, *.safetensors, tokenizer files), or hub:ORG/NAME.');
   }
   if (model.startsWith('hub:')) {
-    const repo = model.slice(4);
-    throw new InvalidArgumentError(`--model ${model}: loading from the Hugging Face Hub is not available on the command line; pass a model folder.`, {
-      hint: `Download it first, e.g. \`huggingface-cli download ${repo || 'ORG/NAME'} --local-dir ./${repo.split('/').pop() || 'model'}\`, then pass --model with that folder.`,
+    const ref = parseHubRef(model);
+    const store = openNodeStore(defaultStoreRoot(env));
+    const files = await downloadModel(ref, {
+      store,
+      endpoint: env.HF_ENDPOINT || undefined,
+      token: env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined,
+      onProgress: (p) => {
+        if (!process.stderr.isTTY && p.bytes < p.total) return;
+        const pct = p.total > 0 ? ((100 * p.bytes) / p.total).toFixed(1) : '?';
+        process.stderr.write(`\rdownloading ${formatHubRef(ref)}: ${formatBytes(p.bytes)} of ${formatBytes(p.total)} (${pct}%), ${formatBytes(p.bytesPerSecond)}/s   ${p.bytes >= p.total ? '\n' : ''}`);
+      },
     });
+    return openModelFolder(files);
   }
   return openModelDirectory(model);
 }
