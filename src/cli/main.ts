@@ -28,8 +28,14 @@ Commands:
                       sets do_sample
   help                Show this text
 
+--model takes a Hugging Face model folder or hub:ORG/NAME[@REVISION], downloaded (resumably) into
+the cache first.
+
 Environment:
-  VK_ICD_FILENAMES    Vulkan driver to use (default: the system's, else Chromium's SwiftShader)`;
+  VK_ICD_FILENAMES    Vulkan driver to use (default: the system's, else Chromium's SwiftShader)
+  HF_ENDPOINT         Hub to download from (default https://huggingface.co)
+  HF_TOKEN            Access token for gated models
+  WHETSTONE_HOME      Cache folder (default $XDG_CACHE_HOME/whetstone or ~/.cache/whetstone)`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
