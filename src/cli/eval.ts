@@ -1,15 +1,17 @@
-// `whetstone eval --model DIR --data FILE [--json]`: the causal-LM loss and perplexity of a model on
-// a JSONL file. Rows are `{"text": "..."}` (tokenized with the model's tokenizer, special tokens
-// added as the tokenizer adds them, every token counted) or `{"input_ids": [...], "labels"?: [...]}`
-// (labels aligned with input_ids, -100 not counted). A bad row stops the run with a typed error that
-// names the file and line. With --json the last line of output is {"loss", "tokens", "ppl"}.
+// `whetstone eval --model DIR --data FILE [--adapter DIR] [--json]`: the causal-LM loss and perplexity
+// of a model (with a PEFT LoRA adapter on top when --adapter is given) on a JSONL file. Rows are
+// `{"text": "..."}` (tokenized with the model's tokenizer, special tokens added as the tokenizer adds
+// them, every token counted) or `{"input_ids": [...], "labels"?: [...]}` (labels aligned with
+// input_ids, -100 not counted). A bad row stops the run with a typed error that names the file and
+// line. With --json the last line of output is {"loss", "tokens", "ppl"}.
 
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { DatasetFormatError, DatasetRowsError, FileReadError, InvalidArgumentError } from '../engine/errors.ts';
 import { IGNORE_INDEX, type TokenRow, evaluateLoss } from '../engine/model/llama.ts';
-import { intArg, loadCliModel, loadFolderTokenizer, openModelArg } from './model-args.ts';
+import { withAdapter } from '../engine/peft/lora/index.ts';
+import { intArg, loadCliAdapter, loadCliModel, loadFolderTokenizer, openModelArg } from './model-args.ts';
 
 /** Longest JSONL line accepted, in UTF-16 code units. */
 export const MAX_LINE_CHARS = 64 * 1024 * 1024;
@@ -123,6 +125,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     options: {
       model: { type: 'string' },
       data: { type: 'string' },
+      adapter: { type: 'string' },
       json: { type: 'boolean', default: false },
       dtype: { type: 'string' },
       'batch-tokens': { type: 'string' },
@@ -141,7 +144,8 @@ export async function evalCommand(args: string[]): Promise<number> {
   if (rows.length === 0) throw new InvalidArgumentError('The data file has no rows.', { file: values.data });
   const { gpu, model } = await loadCliModel(folder, values.dtype);
   try {
-    const { loss, tokens } = await evaluateLoss(model, rows, { batchTokens });
+    const adapter = values.adapter === undefined ? null : await loadCliAdapter(model, values.adapter);
+    const { loss, tokens } = await evaluateLoss(adapter ? withAdapter(model, adapter) : model, rows, { batchTokens });
     if (tokens === 0) throw new InvalidArgumentError('No token is counted: every label is -100 or every row has a single token.', { file: values.data });
     const ppl = Math.exp(loss);
     if (values.json) {

@@ -1,14 +1,15 @@
-// `whetstone generate --model DIR --prompt TEXT [--chat] ...`: streams a model's continuation of a
-// prompt to stdout as it is generated (KV-cache decoding, greedy or sampled). With --chat the prompt
-// becomes one user message rendered by the model's chat template with the generation prompt. A
-// summary line (tokens, speed, why it stopped) goes to stderr; Ctrl-C stops generation early.
+// `whetstone generate --model DIR --prompt TEXT [--chat] [--adapter DIR] ...`: streams a model's
+// continuation of a prompt to stdout as it is generated (KV-cache decoding, greedy or sampled), with a
+// PEFT LoRA adapter applied when --adapter is given. With --chat the prompt becomes one user message
+// rendered by the model's chat template with the generation prompt. A summary line (tokens, speed,
+// why it stopped) goes to stderr; Ctrl-C stops generation early.
 
 import { parseArgs } from 'node:util';
 import { renderChat } from '../engine/data/chat-template.ts';
 import { InvalidArgumentError } from '../engine/errors.ts';
 import { generate } from '../engine/model/generate.ts';
 import { StreamDecoder } from '../engine/model/tokenizer.ts';
-import { intArg, loadCliModel, loadFolderTokenizer, numberArg, openModelArg } from './model-args.ts';
+import { intArg, loadCliAdapter, loadCliModel, loadFolderTokenizer, numberArg, openModelArg } from './model-args.ts';
 
 /** Reads a number from generation_config.json, or `fallback` when it is absent or not a number. */
 function genNumber(g: Record<string, unknown> | null, key: string, fallback: number): number {
@@ -29,6 +30,7 @@ export async function generateCommand(args: string[]): Promise<number> {
       'top-k': { type: 'string' },
       seed: { type: 'string' },
       dtype: { type: 'string' },
+      adapter: { type: 'string' },
     },
     strict: true,
   });
@@ -65,6 +67,7 @@ export async function generateCommand(args: string[]): Promise<number> {
   const onInterrupt = () => controller.abort();
   process.once('SIGINT', onInterrupt);
   try {
+    const adapter = values.adapter === undefined ? null : await loadCliAdapter(model, values.adapter);
     const decoder = new StreamDecoder(tokenizer, { skipSpecialTokens: true });
     const eosTokenIds = [...new Set([...tokenizer.eosTokenIds, ...folder.config.eosTokenIds])];
     const start = performance.now();
@@ -76,6 +79,7 @@ export async function generateCommand(args: string[]): Promise<number> {
       seed,
       eosTokenIds,
       signal: controller.signal,
+      projection: adapter?.inference(),
       onToken: (id) => {
         const piece = decoder.push(id);
         if (piece) process.stdout.write(piece);

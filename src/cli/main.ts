@@ -7,6 +7,7 @@ import { openNodeGpu } from '../engine/gpu/node.ts';
 import { EngineApi } from '../worker/engine-api.ts';
 import { benchCommand } from './bench.ts';
 import { evalCommand } from './eval.ts';
+import { exportCommand } from './export.ts';
 import { generateCommand } from './generate.ts';
 import { infoCommand } from './info.ts';
 
@@ -18,14 +19,22 @@ Commands:
                       Time the kernels on model-shaped problems against TensorFlow.js's WebGPU
                       backend on the same adapter; prints a table and writes JSON
   info --model DIR    Summarise a model folder as JSON (architecture, sizes, parameters, dtype)
-  eval --model DIR --data FILE [--json] [--dtype f32|bf16] [--batch-tokens N]
+  eval --model DIR --data FILE [--adapter DIR] [--json] [--dtype f32|bf16] [--batch-tokens N]
                       Loss and perplexity on a JSONL file of {"text": ...} or
-                      {"input_ids": [...], "labels": [...]} rows (-100 labels are not counted)
+                      {"input_ids": [...], "labels": [...]} rows (-100 labels are not counted),
+                      with a PEFT LoRA adapter folder on top when --adapter is given
   generate --model DIR --prompt TEXT [--chat] [--max-new-tokens N] [--temperature T]
-           [--top-p P] [--top-k K] [--seed S] [--dtype f32|bf16]
+           [--top-p P] [--top-k K] [--seed S] [--dtype f32|bf16] [--adapter DIR]
                       Stream a continuation of the prompt (--chat: through the model's chat
                       template); greedy unless a temperature is given or generation_config.json
                       sets do_sample
+  export --model DIR --adapter DIR --format peft|gguf|merged --out PATH [--dtype f32|f16|bf16]
+         [--base OLLAMA_BASE]
+                      Write a PEFT LoRA adapter as PEFT files, as a llama.cpp GGUF adapter with an
+                      Ollama Modelfile beside it, or merged into the base model as a Hugging Face
+                      folder (--dtype: the tensors' type; merged keeps the checkpoint's by default)
+                      Fine-tune a LoRA adapter on a dataset file; writes the PEFT adapter, README.md,
+                      metrics.jsonl and resumable checkpoints/ to --out (Ctrl-C stops, --resume continues)
   help                Show this text
 
 --model takes a Hugging Face model folder or hub:ORG/NAME[@REVISION], downloaded (resumably) into
@@ -51,6 +60,8 @@ export async function main(argv: string[]): Promise<number> {
         return await evalCommand(rest);
       case 'generate':
         return await generateCommand(rest);
+      case 'export':
+        return await exportCommand(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -1,18 +1,21 @@
 // Shared pieces of the CLI's model commands (info, eval, generate): resolving `--model` to a model
-// folder on disk or in the Hub download cache, reading the folder's tokenizer, loading the model onto the Node GPU, and parsing
-// numeric flags into typed errors. It prints nothing; the commands do.
+// folder on disk or in the Hub download cache, loading the model (and a LoRA adapter) onto the Node GPU, and parsing
+// numeric flags into typed errors; the folder's tokenizer comes from the engine
+// (model/tokenizer-folder.ts) and is re-exported here for the commands. It prints nothing; the commands do.
 
-import { InvalidArgumentError, TokenizerError } from '../engine/errors.ts';
+import { InvalidArgumentError } from '../engine/errors.ts';
 import type { Gpu } from '../engine/gpu/device.ts';
 import { openNodeGpu } from '../engine/gpu/node.ts';
 import { formatBytes } from '../engine/gpu/allocator.ts';
 import { downloadModel, formatHubRef, parseHubRef } from '../engine/io/hub.ts';
-import { MAX_JSON_BYTES, type ModelFolder, openModelFolder } from '../engine/io/model-folder.ts';
+import { type ModelFolder, openModelFolder } from '../engine/io/model-folder.ts';
 import { openModelDirectory } from '../engine/io/model-folder-node.ts';
-import { readText } from '../engine/io/source.ts';
 import { defaultStoreRoot, openNodeStore } from '../engine/store/store-node.ts';
 import { type LlamaModel, type WeightStorage, loadModel } from '../engine/model/llama.ts';
-import { type Tokenizer, loadTokenizer } from '../engine/model/tokenizer.ts';
+import { nodeFileSet } from '../engine/io/model-folder-node.ts';
+import { type LoraAdapter, loadLora } from '../engine/peft/lora/index.ts';
+
+export { loadFolderTokenizer } from '../engine/model/tokenizer-folder.ts';
 
 /**
  * Opens the folder named by `--model`: a directory, or `hub:ORG/NAME[@REVISION]`, which is
@@ -39,28 +42,6 @@ export async function openModelArg(model: string | undefined, env: NodeJS.Proces
     return openModelFolder(files);
   }
   return openModelDirectory(model);
-}
-
-/** The folder's tokenizer (tokenizer.json, with tokenizer_config.json, generation_config.json and chat_template.jinja when present). */
-export async function loadFolderTokenizer(folder: ModelFolder): Promise<Tokenizer> {
-  const has = (name: string) => folder.files.list().includes(name);
-  if (!has('tokenizer.json')) {
-    throw new TokenizerError(`${folder.files.name ?? 'The model folder'} has no tokenizer.json.`, { file: 'tokenizer.json' });
-  }
-  const read = async (name: string): Promise<string> => {
-    const source = await folder.files.open(name);
-    try {
-      return await readText(source, MAX_JSON_BYTES);
-    } finally {
-      await source.close?.();
-    }
-  };
-  return loadTokenizer({
-    tokenizerJson: await read('tokenizer.json'),
-    tokenizerConfig: has('tokenizer_config.json') ? await read('tokenizer_config.json') : undefined,
-    generationConfig: folder.generationConfig ?? undefined,
-    chatTemplate: has('chat_template.jinja') ? await read('chat_template.jinja') : undefined,
-  });
 }
 
 /** Opens the GPU and loads the model with the given projection storage. */
@@ -92,4 +73,9 @@ export function numberArg(name: string, value: string | undefined, fallback: num
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`--${name} must be a number; got ${JSON.stringify(value)}.`);
   return n;
+}
+
+/** Loads the PEFT LoRA adapter folder named by `--adapter` onto the model (for eval and generate: dropout off). */
+export async function loadCliAdapter(model: LlamaModel, dir: string): Promise<LoraAdapter> {
+  return loadLora(model, await nodeFileSet(dir));
 }

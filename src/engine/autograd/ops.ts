@@ -9,6 +9,7 @@ import type { Batch } from '../gpu/batch.ts';
 import { type Chunk, Tensor, createTensor } from '../gpu/tensor.ts';
 import { type AttentionOptions, attention as attentionKernel, attentionBackward, attentionLseShape, attentionShape, attentionStatsShape } from '../kernels/attention.ts';
 import { crossEntropy } from '../kernels/cross_entropy.ts';
+import { dropout as dropoutKernel, dropoutBackward } from '../kernels/dropout.ts';
 import { addRows, affine, axpby, fill, mul as mulKernel } from '../kernels/elementwise.ts';
 import { type TokenGroups, embedding as embeddingKernel, embeddingBackward } from '../kernels/embedding.ts';
 import { matmul, matmulOutShape } from '../kernels/matmul.ts';
@@ -258,5 +259,22 @@ export function addBias(tape: Tape, b: Batch, x: Var, bias: Var): Var {
       dbias = new Tensor(sum.gpu, bias.value.shape, 'f32', [...sum.chunks], true, 'addBias.dbias'); // (M), takes over sum's buffer
     }
     return [dx, dbias];
+  })[0];
+}
+
+/**
+ * Inverted dropout of x (any shape) with drop probability p in [0, 1): kept elements are scaled by
+ * 1 / (1 − p). The keep mask is a stateless hash of (seed, element index), so backward replays it
+ * from the seed and no mask is stored; the same seed gives the same mask in a recomputed forward
+ * (gradient checkpointing). p = 0 returns x itself.
+ */
+export function dropout(tape: Tape, b: Batch, x: Var, p: number, seed: number): Var {
+  if (p === 0) return x;
+  const y = scratch(b, x.value.shape, 'dropout'); // same shape as x
+  dropoutKernel(b, x.value, y, p, seed);
+  return tape.record('dropout', [x], [y], [], (bb, [dy]) => {
+    const dx = scratch(bb, x.value.shape, 'dropout.dx'); // same shape as x
+    dropoutBackward(bb, dy!, dx, p, seed);
+    return [dx];
   })[0];
 }

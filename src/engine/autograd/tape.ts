@@ -58,6 +58,11 @@ export class Tape {
   private readonly adopted = new Set<Var>();
   /** Values produced while not recording (forward-only work); see releaseUnrecorded(). */
   private readonly unrecorded: Var[] = [];
+  /**
+   * Values of ops that needed no gradient while recording (frozen paths). Those a recorded op
+   * consumed are freed with it; the rest are freed when backward or discard() finishes.
+   */
+  private readonly orphans: Var[] = [];
 
   /** A leaf: a parameter (requiresGrad, optionally with a persistent gradient buffer) or an input. */
   leaf(value: Tensor, opts: { requiresGrad?: boolean; grad?: Tensor; name?: string } = {}): Var {
@@ -88,7 +93,8 @@ export class Tape {
       this.nodes.push({ name, inputs, outputs: outs, backward, saved: held });
     } else {
       for (const t of saved) t.release();
-      if (!this.recording) this.unrecorded.push(...outs);
+      if (this.recording) this.orphans.push(...outs);
+      else this.unrecorded.push(...outs);
     }
     return outs;
   }
@@ -171,13 +177,19 @@ export class Tape {
       releaseNode(node);
     }
     this.nodes.length = 0;
-    this.adopted.clear();
+    this.releaseOrphans();
   }
 
   /** Forgets the recorded ops and frees what they held (forward-only use, or an abandoned step). */
   discard(): void {
     for (const node of this.nodes) releaseNode(node);
     this.nodes.length = 0;
+    this.releaseOrphans();
+  }
+
+  private releaseOrphans(): void {
+    for (const v of this.orphans) v.value.release();
+    this.orphans.length = 0;
     this.adopted.clear();
   }
 

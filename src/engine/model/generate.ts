@@ -11,7 +11,7 @@ import { Batch } from '../gpu/batch.ts';
 import { DTYPE_BYTES, Tensor, createTensor, tensorFromArray, writeTensor } from '../gpu/tensor.ts';
 import { TokenGroups } from '../kernels/embedding.ts';
 import { Rng } from '../random.ts';
-import { type KvAccess, type LlamaModel, type ModelInputs, makeInputs, readF32 } from './llama.ts';
+import { type KvAccess, type LlamaModel, type ModelInputs, type ProjectionHook, makeInputs, readF32 } from './llama.ts';
 import { type SamplingOptions, checkSampling, sampleToken } from './sampling.ts';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -27,6 +27,8 @@ export interface GenerateOptions extends SamplingOptions {
   onToken?: (id: number, index: number) => void;
   /** Called with the logits (V) each token was chosen from; the array is not reused. */
   onLogits?: (logits: Float32Array, index: number) => void;
+  /** Wraps every projection's output, as in LlamaModel.forward (an adapter's inference hook). */
+  projection?: ProjectionHook;
 }
 
 export interface GenerateResult {
@@ -148,7 +150,7 @@ export async function generate(model: LlamaModel, promptIds: readonly number[], 
   try {
     let inputs = prefill;
     for (;;) {
-      const logits = await lastLogits(model, inputs, cache); // (V)
+      const logits = await lastLogits(model, inputs, cache, options.projection); // (V)
       cache.pastLength += inputs.T;
       if (options.signal?.aborted) return result('cancelled');
       options.onLogits?.(logits, tokens.length);
@@ -175,13 +177,13 @@ export async function generate(model: LlamaModel, promptIds: readonly number[], 
  * Runs `inputs` (one row of n new tokens after cache.pastLength cached ones) through the model,
  * appending their keys and values to the cache, and reads the logits (V) of the last position.
  */
-async function lastLogits(model: LlamaModel, inputs: ModelInputs, cache: KvCache): Promise<Float32Array> {
+async function lastLogits(model: LlamaModel, inputs: ModelInputs, cache: KvCache, projection?: ProjectionHook): Promise<Float32Array> {
   const gpu = model.gpu;
   const C = model.config.hiddenSize;
   const tape = new Tape();
   tape.recording = false;
   const b = new Batch(gpu, 'generate');
-  const h = model.forward(tape, b, inputs, { kv: cache }); // (n, C)
+  const h = model.forward(tape, b, inputs, { kv: cache, projection }); // (n, C)
   const last = createTensor(gpu, [1, C], 'f32', { transient: true, label: 'generate.last' }); // (1, C)
   const n = inputs.T;
   const rowBytes = C * 4;

@@ -1,0 +1,124 @@
+// `whetstone export --model M --adapter DIR --format peft|gguf|merged --out PATH`: writes a PEFT LoRA
+// adapter folder in the formats other tools load. peft: adapter_config.json and
+// adapter_model.safetensors as PEFT saves them (checked against the base model, tensors in --dtype,
+// a README.md of the adapter copied along); gguf: a llama.cpp LoRA adapter (.gguf) and an Ollama
+// Modelfile beside it; merged: the base model with the adapter merged in, as a Hugging Face folder
+// (needs the GPU). The last line of output is a JSON summary of the files written.
+
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { FileReadError, InvalidArgumentError } from '../engine/errors.ts';
+import { type AdapterDType, exportPeftLora, importPeftLora } from '../engine/io/export-peft.ts';
+import { exportGgufLora, ollamaModelfile } from '../engine/io/export-gguf.ts';
+import { nodeFileSet } from '../engine/io/model-folder-node.ts';
+import { type ExportedFile, exportMergedModel, loadLora } from '../engine/peft/lora/index.ts';
+import { loadCliModel, openModelArg } from './model-args.ts';
+
+const FORMATS = ['peft', 'gguf', 'merged'] as const;
+type ExportFormat = (typeof FORMATS)[number];
+
+/** Where a written file went and its size. */
+interface Written {
+  path: string;
+  bytes: number;
+}
+
+async function writeBytes(path: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<Written> {
+  await mkdir(dirname(path), { recursive: true });
+  const handle = await open(path, 'w');
+  let bytes = 0;
+  try {
+    for await (const chunk of chunks) {
+      await handle.write(chunk);
+      bytes += chunk.byteLength;
+    }
+  } finally {
+    await handle.close();
+  }
+  return { path, bytes };
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => null))?.isDirectory() ?? false;
+}
+
+function dtypeArg(value: string | undefined, fallback: AdapterDType): AdapterDType {
+  if (value === undefined) return fallback;
+  if (value !== 'f32' && value !== 'f16' && value !== 'bf16') throw new InvalidArgumentError(`--dtype must be f32, f16 or bf16; got ${JSON.stringify(value)}.`);
+  return value;
+}
+
+export async function exportCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: 'string' },
+      adapter: { type: 'string' },
+      format: { type: 'string' },
+      out: { type: 'string' },
+      dtype: { type: 'string' },
+      base: { type: 'string' },
+    },
+    strict: true,
+  });
+  const format = values.format as ExportFormat | undefined;
+  if (format === undefined || !FORMATS.includes(format)) {
+    throw new InvalidArgumentError(`--format must be one of ${FORMATS.join(', ')}; got ${JSON.stringify(values.format)}.`);
+  }
+  if (!values.adapter) throw new InvalidArgumentError('--adapter DIR is required: a PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors).');
+  if (!values.out) throw new InvalidArgumentError(`--out PATH is required: ${format === 'gguf' ? 'the .gguf file to write (or a folder for adapter.gguf)' : 'the folder to write'}.`);
+  const folder = await openModelArg(values.model);
+  const adapterFiles = await nodeFileSet(values.adapter);
+  const written: Written[] = [];
+
+  if (format === 'merged') {
+    const { gpu, model } = await loadCliModel(folder, 'f32');
+    try {
+      const adapter = await loadLora(model, adapterFiles);
+      try {
+        const dtype = values.dtype === undefined ? undefined : dtypeArg(values.dtype, 'f32');
+        const files: ExportedFile[] = await exportMergedModel(model, adapter, folder, { dtype });
+        for (const f of files) {
+          const w = await writeBytes(join(values.out, f.name), f.chunks());
+          if (w.bytes !== f.bytes) throw new FileReadError(`Wrote ${w.bytes} bytes of ${f.name}; ${f.bytes} were expected.`, { file: w.path });
+          written.push(w);
+        }
+      } finally {
+        adapter.release();
+      }
+    } finally {
+      model.release();
+      gpu.destroy();
+    }
+  } else {
+    const imported = await importPeftLora(adapterFiles, folder.config);
+    const stored: AdapterDType = imported.dtype === 'F16' ? 'f16' : imported.dtype === 'BF16' ? 'bf16' : 'f32';
+    if (format === 'peft') {
+      const files = exportPeftLora({ config: imported.config, tensors: imported.tensors, modelConfig: folder.config, dtype: dtypeArg(values.dtype, stored) });
+      for (const [name, bytes] of files) written.push(await writeBytes(join(values.out, name), [bytes]));
+      if (adapterFiles.list().includes('README.md')) {
+        written.push(await writeBytes(join(values.out, 'README.md'), [await readFile(join(values.adapter, 'README.md'))]));
+      }
+    } else {
+      const path = values.out.endsWith('.gguf') && !(await isDirectory(values.out)) ? values.out : join(values.out, 'adapter.gguf');
+      const gguf = exportGgufLora({
+        config: imported.config,
+        tensors: imported.tensors,
+        modelConfig: folder.config,
+        dtype: dtypeArg(values.dtype, 'f32'),
+        name: basename(values.adapter.replace(/[\\/]+$/, '')),
+      });
+      written.push(await writeBytes(path, [gguf]));
+      const baseModel = values.base ?? imported.config.base_model_name_or_path ?? values.model ?? '';
+      if (values.base === undefined) {
+        process.stderr.write(`note: the Modelfile says FROM ${baseModel}; give --base with the base model as Ollama knows it (e.g. llama3.2:1b, or its .gguf file) if that is not it.\n`);
+      }
+      const modelfile = ollamaModelfile({ baseModel, adapterFile: basename(path) });
+      written.push(await writeBytes(join(dirname(path), 'Modelfile'), [new TextEncoder().encode(modelfile)]));
+    }
+  }
+  for (const w of written) process.stderr.write(`wrote ${w.path} (${w.bytes} bytes)\n`);
+  process.stdout.write(`${JSON.stringify({ format, files: written })}\n`);
+  return 0;
+}
