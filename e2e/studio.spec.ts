@@ -9,6 +9,9 @@ test('the studio opens, shows the adapter and passes the kernel self-test', asyn
 
   await page.goto('/');
   await expect(page.getByRole('heading', { name: 'Whetstone' })).toBeVisible();
+  // The adapter details live on the GPU screen; the status line names the adapter on every screen.
+  await expect(page.getByTestId('status-gpu')).toContainText(/swiftshader/i);
+  await page.getByRole('tab', { name: 'GPU' }).click();
   await expect(page.getByTestId('adapter-adapter')).toContainText(/swiftshader/i);
   await expect(page.getByTestId('adapter-f16-shaders')).toHaveText(/no/);
   await expect(page.getByTestId('adapter-max-storage-binding')).toHaveText(/\d+(\.\d+)? (MiB|GiB)/);

@@ -1,10 +1,17 @@
-// The studio shell: header and the GPU status. Later screens hang off this layout.
-import { useEffect } from 'react';
+// The studio shell: header, a status line (GPU, loaded model), the screen tabs (Model, Data, GPU)
+// and the selected screen. Screens are mounted only while selected; their state lives in stores.
+import { type KeyboardEvent, useEffect } from 'react';
+import { DataScreen } from './DataScreen.tsx';
 import { GpuPanel } from './GpuPanel.tsx';
-import { useStudio } from './store.ts';
+import { ModelScreen } from './ModelScreen.tsx';
+import { StatusBar } from './StatusBar.tsx';
+import { SCREENS, type Screen, useStudio } from './store.ts';
+
+const LABELS: Record<Screen, string> = { model: 'Model', data: 'Data', gpu: 'GPU' };
 
 export function App() {
   const connect = useStudio((s) => s.connect);
+  const screen = useStudio((s) => s.screen);
   useEffect(() => {
     void connect();
   }, [connect]);
@@ -17,9 +24,51 @@ export function App() {
         </h1>
         <p className="tagline">Fine-tune language models on your own GPU. Nothing leaves this machine.</p>
       </header>
-      <main>
-        <GpuPanel />
+      <StatusBar />
+      <Tabs />
+      <main id={`panel-${screen}`} role="tabpanel" aria-labelledby={`tab-${screen}`} className="screen">
+        {screen === 'model' && <ModelScreen />}
+        {screen === 'data' && <DataScreen />}
+        {screen === 'gpu' && <GpuPanel />}
       </main>
     </div>
+  );
+}
+
+function Tabs() {
+  const screen = useStudio((s) => s.screen);
+  const setScreen = useStudio((s) => s.setScreen);
+  // Arrow keys, Home and End move between tabs (each tab is also reachable with Tab).
+  const onKey = (e: KeyboardEvent<HTMLButtonElement>) => {
+    const i = SCREENS.indexOf(screen);
+    const next =
+      e.key === 'ArrowRight' ? SCREENS[(i + 1) % SCREENS.length]
+      : e.key === 'ArrowLeft' ? SCREENS[(i + SCREENS.length - 1) % SCREENS.length]
+      : e.key === 'Home' ? SCREENS[0]
+      : e.key === 'End' ? SCREENS[SCREENS.length - 1]
+      : null;
+    if (!next) return;
+    e.preventDefault();
+    setScreen(next);
+    document.getElementById(`tab-${next}`)?.focus();
+  };
+  return (
+    <nav className="tabs" role="tablist" aria-label="Screens">
+      {SCREENS.map((s) => (
+        <button
+          key={s}
+          id={`tab-${s}`}
+          type="button"
+          role="tab"
+          aria-selected={screen === s}
+          aria-controls={screen === s ? `panel-${s}` : undefined}
+          className={screen === s ? 'tab selected' : 'tab'}
+          onClick={() => setScreen(s)}
+          onKeyDown={onKey}
+        >
+          {LABELS[s]}
+        </button>
+      ))}
+    </nav>
   );
 }

@@ -1,6 +1,20 @@
-// The studio's engine worker: an EngineApi on the browser's WebGPU, exposed through comlink.
+// The studio's engine worker: an EngineApi on the browser's WebGPU, exposed through comlink, with
+// downloads cached in IndexedDB and the demo model served beside the studio (public/models/demo/).
 import { expose } from 'comlink';
 import { openBrowserGpu } from '../engine/gpu/browser.ts';
+import { estimateStorage, openIdbStore } from '../engine/store/store-idb.ts';
 import { EngineApi } from './engine-api.ts';
 
-expose(new EngineApi(() => openBrowserGpu()));
+const store = openIdbStore();
+
+expose(
+  new EngineApi(() => openBrowserGpu(), {
+    store: () => store,
+    demoModelUrl: new URL(`${import.meta.env.BASE_URL}models/demo/`, self.location.origin).href,
+    storageReport: estimateStorage,
+    deviceMemoryBytes: () => {
+      const gib = (navigator as { deviceMemory?: number }).deviceMemory;
+      return typeof gib === 'number' && gib > 0 ? gib * 1024 ** 3 : null;
+    },
+  }),
+);
