@@ -10,6 +10,7 @@ import { evalCommand } from './eval.ts';
 import { exportCommand } from './export.ts';
 import { generateCommand } from './generate.ts';
 import { infoCommand } from './info.ts';
+import { TRAIN_USAGE, trainCommand } from './train.ts';
 
 const USAGE = `whetstone <command> [options]
 
@@ -33,6 +34,7 @@ Commands:
                       Write a PEFT LoRA adapter as PEFT files, as a llama.cpp GGUF adapter with an
                       Ollama Modelfile beside it, or merged into the base model as a Hugging Face
                       folder (--dtype: the tensors' type; merged keeps the checkpoint's by default)
+  ${TRAIN_USAGE}
                       Fine-tune a LoRA adapter on a dataset file; writes the PEFT adapter, README.md,
                       metrics.jsonl and resumable checkpoints/ to --out (Ctrl-C stops, --resume continues)
   help                Show this text
@@ -62,6 +64,8 @@ export async function main(argv: string[]): Promise<number> {
         return await generateCommand(rest);
       case 'export':
         return await exportCommand(rest);
+      case 'train':
+        return await trainCommand(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -1,0 +1,353 @@
+// `whetstone train --model M --data FILE [--val FILE] --method lora --out DIR [...]`: fine-tunes a
+// LoRA adapter on a dataset file. The dataset is imported as the studio imports it (format
+// detection, chat template, loss mask, truncation to --seq-len, optional packing, bad rows listed
+// or skipped), the adapter is trained with AdamW on the GPU, and DIR receives adapter_config.json
+// and adapter_model.safetensors (PEFT's layout), README.md (the model card), metrics.jsonl (one
+// JSON record per optimizer step, written as the run goes) and checkpoints/ (resumable with
+// --resume). A live progress line goes to stderr; the last line of stdout is a JSON summary.
+// Ctrl-C stops the run, keeping the last checkpoint.
+
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type PrepareProgress, prepareDataset } from '../engine/data/dataset.ts';
+import { EXAMPLE_FORMATS, type ExampleFormat } from '../engine/data/formats.ts';
+import { CancelledError, InvalidArgumentError } from '../engine/errors.ts';
+import { formatBytes } from '../engine/gpu/allocator.ts';
+import { exportPeftLora } from '../engine/io/export-peft.ts';
+import { modelCard } from '../engine/io/model-card.ts';
+import type { ByteSource } from '../engine/io/source.ts';
+import { openFileSource } from '../engine/io/source-node.ts';
+import { type ScheduleName, isScheduleName } from '../engine/optim/schedule.ts';
+import { type LoraConfig, createLoraConfig, createLora } from '../engine/peft/lora/index.ts';
+import { latestCheckpoint } from '../engine/train/checkpoint.ts';
+import { FolderCheckpointStore } from '../engine/train/checkpoint-node.ts';
+import { type StepMetrics, type TrainProgress, formatDuration, formatValue } from '../engine/train/metrics.ts';
+import { type TrainOptions, train } from '../engine/train/trainer.ts';
+import { intArg, loadCliModel, loadFolderTokenizer, numberArg, openModelArg } from './model-args.ts';
+
+export const TRAIN_USAGE = `train --model DIR --data FILE [--val FILE | --val-fraction F] --method lora --out DIR
+      [--rank 8] [--alpha 8] [--dropout 0] [--targets all-linear|q_proj,v_proj,...] [--rslora]
+      [--lr 2e-4] [--schedule linear|cosine|constant] [--warmup STEPS|RATIO]
+      [--epochs 3 | --steps N] [--batch 8] [--grad-accum 1] [--seq-len 1024] [--seed 42]
+      [--eval-every N] [--save-every 500] [--resume] [--train-on-prompt] [--packing]
+      [--format messages|sharegpt|prompt-completion|alpaca|tokens|text] [--skip-bad-rows]
+      [--weight-decay 0] [--max-grad-norm 1] [--dtype f32|bf16] [--checkpoint-blocks]`;
+
+/** The settings of one `train` invocation, after parsing and checking. */
+export interface TrainCommandOptions {
+  model: string;
+  data: string;
+  val: string | null;
+  valFraction: number;
+  out: string;
+  lora: Pick<LoraConfig, 'r' | 'lora_alpha' | 'lora_dropout' | 'target_modules' | 'use_rslora'>;
+  train: TrainOptions;
+  resume: boolean;
+  trainOnPrompt: boolean;
+  packing: boolean;
+  format: ExampleFormat | undefined;
+  skipBadRows: boolean;
+  dtype: string | undefined;
+}
+
+const OPTIONS = {
+  model: { type: 'string' },
+  data: { type: 'string' },
+  val: { type: 'string' },
+  'val-fraction': { type: 'string' },
+  method: { type: 'string' },
+  out: { type: 'string' },
+  rank: { type: 'string' },
+  alpha: { type: 'string' },
+  dropout: { type: 'string' },
+  targets: { type: 'string' },
+  rslora: { type: 'boolean', default: false },
+  lr: { type: 'string' },
+  schedule: { type: 'string' },
+  warmup: { type: 'string' },
+  epochs: { type: 'string' },
+  steps: { type: 'string' },
+  batch: { type: 'string' },
+  'grad-accum': { type: 'string' },
+  'seq-len': { type: 'string' },
+  seed: { type: 'string' },
+  'eval-every': { type: 'string' },
+  'save-every': { type: 'string' },
+  resume: { type: 'boolean', default: false },
+  'train-on-prompt': { type: 'boolean', default: false },
+  packing: { type: 'boolean', default: false },
+  format: { type: 'string' },
+  'skip-bad-rows': { type: 'boolean', default: false },
+  'weight-decay': { type: 'string' },
+  'max-grad-norm': { type: 'string' },
+  dtype: { type: 'string' },
+  'checkpoint-blocks': { type: 'boolean', default: false },
+} as const;
+
+/** Parses and checks the arguments of `train`; throws InvalidArgumentError naming the flag. */
+export function parseTrainArgs(args: string[]): TrainCommandOptions {
+  const { values: v } = parseArgs({ args, options: OPTIONS, strict: true });
+  const need = (name: 'model' | 'data' | 'out', what: string) => {
+    const x = v[name];
+    if (x === undefined || x === '') throw new InvalidArgumentError(`--${name} is required: ${what}.`);
+    return x;
+  };
+  const model = need('model', 'the folder of a Hugging Face model, or hub:ORG/NAME');
+  const data = need('data', 'the dataset file (JSONL, JSON, CSV, TSV, Parquet or text)');
+  const out = need('out', 'the folder the adapter, metrics and checkpoints are written to');
+  const method = v.method ?? 'lora';
+  if (method !== 'lora') throw new InvalidArgumentError(`--method ${JSON.stringify(method)} is not available in the train command; use --method lora.`);
+  if (v.val !== undefined && v['val-fraction'] !== undefined) throw new InvalidArgumentError('Give --val FILE or --val-fraction F, not both.');
+  if (v.epochs !== undefined && v.steps !== undefined) throw new InvalidArgumentError('Give --epochs or --steps, not both.');
+  const valFraction = numberArg('val-fraction', v['val-fraction'], 0);
+  if (!(valFraction >= 0 && valFraction < 1)) throw new InvalidArgumentError(`--val-fraction must be at least 0 and below 1; got ${valFraction}.`);
+  const schedule = v.schedule ?? 'linear';
+  if (!isScheduleName(schedule)) throw new InvalidArgumentError(`--schedule must be constant, linear or cosine; got ${JSON.stringify(schedule)}.`);
+  const format = v.format;
+  if (format !== undefined && !(EXAMPLE_FORMATS as readonly string[]).includes(format)) {
+    throw new InvalidArgumentError(`--format must be one of ${EXAMPLE_FORMATS.join(', ')}; got ${JSON.stringify(format)}.`);
+  }
+  const dropout = numberArg('dropout', v.dropout, 0);
+  if (!(dropout >= 0 && dropout < 1)) throw new InvalidArgumentError(`--dropout must be at least 0 and below 1; got ${dropout}.`);
+  const targets = parseTargets(v.targets);
+  const lr = numberArg('lr', v.lr, 2e-4);
+  if (!(lr > 0)) throw new InvalidArgumentError(`--lr must be positive; got ${lr}.`);
+  const warmup = numberArg('warmup', v.warmup, 0);
+  if (!(warmup >= 0) || (warmup >= 1 && !Number.isInteger(warmup))) {
+    throw new InvalidArgumentError(`--warmup must be a whole number of steps or a ratio below 1; got ${v.warmup}.`);
+  }
+  const weightDecay = numberArg('weight-decay', v['weight-decay'], 0);
+  const maxGradNorm = numberArg('max-grad-norm', v['max-grad-norm'], 1);
+  if (!(weightDecay >= 0)) throw new InvalidArgumentError(`--weight-decay must be ≥ 0; got ${weightDecay}.`);
+  if (!(maxGradNorm >= 0)) throw new InvalidArgumentError(`--max-grad-norm must be ≥ 0 (0 turns clipping off); got ${maxGradNorm}.`);
+  return {
+    model,
+    data,
+    val: v.val ?? null,
+    valFraction,
+    out,
+    lora: {
+      r: intArg('rank', v.rank, 8, 1, 4096),
+      lora_alpha: numberArg('alpha', v.alpha, 8),
+      lora_dropout: dropout,
+      target_modules: targets,
+      use_rslora: v.rslora,
+    },
+    train: {
+      lr,
+      schedule: schedule as ScheduleName,
+      warmup,
+      epochs: v.steps === undefined ? intArg('epochs', v.epochs, 3, 1) : undefined,
+      maxSteps: v.steps === undefined ? undefined : intArg('steps', v.steps, 1, 1),
+      batchSize: intArg('batch', v.batch, 8, 1),
+      gradAccum: intArg('grad-accum', v['grad-accum'], 1, 1),
+      seqLen: intArg('seq-len', v['seq-len'], 1024, 2),
+      seed: intArg('seed', v.seed, 42, 0, 0xffffffff),
+      maxGradNorm,
+      weightDecay,
+      evalEvery: intArg('eval-every', v['eval-every'], 0, 0),
+      saveEvery: intArg('save-every', v['save-every'], 500, 0),
+      checkpointBlocks: v['checkpoint-blocks'],
+    },
+    resume: v.resume,
+    trainOnPrompt: v['train-on-prompt'],
+    packing: v.packing,
+    format: format as ExampleFormat | undefined,
+    skipBadRows: v['skip-bad-rows'],
+    dtype: v.dtype,
+  };
+}
+
+/** --targets: "all-linear" (the default), or a comma-separated list of module names. */
+function parseTargets(value: string | undefined): string[] | string {
+  if (value === undefined || value.trim() === 'all-linear') return 'all-linear';
+  const names = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (names.length === 0 || names.some((n) => !/^[A-Za-z0-9_.]+$/.test(n))) {
+    throw new InvalidArgumentError(`--targets must be all-linear or a comma-separated list of module names such as q_proj,v_proj; got ${JSON.stringify(value)}.`);
+  }
+  return names;
+}
+
+/** The progress line: "step 12/300  epoch 0.12  loss 2.345  lr 1.20e-4  1234 tok/s  ETA 3m05s". */
+export function progressLine(p: TrainProgress): string {
+  const parts = [`step ${p.step}/${p.totalSteps}`, `epoch ${p.epoch.toFixed(2)}`];
+  if (p.phase === 'eval') parts.push(`evaluating ${p.rowsDone ?? 0}/${p.rowsTotal ?? '?'} rows`);
+  else if (p.phase === 'checkpoint') parts.push('saving checkpoint');
+  if (p.loss !== undefined) parts.push(`loss ${formatValue(p.loss)}`);
+  if (p.lr !== undefined) parts.push(`lr ${p.lr.toExponential(2)}`);
+  if (p.tokensPerSecond !== undefined) parts.push(`${Math.round(p.tokensPerSecond)} tok/s`);
+  parts.push(`ETA ${p.etaMs === null ? '?' : formatDuration(p.etaMs)}`);
+  return parts.join('  ');
+}
+
+/** Writes the progress line: rewritten in place on a terminal, one line per step otherwise. */
+function progressWriter(): { show(p: TrainProgress): void; done(): void } {
+  const tty = Boolean(process.stderr.isTTY);
+  let width = 0;
+  let shown = false;
+  return {
+    show(p) {
+      const line = progressLine(p);
+      if (tty) {
+        process.stderr.write(`\r${line}${' '.repeat(Math.max(0, width - line.length))}`);
+        width = line.length;
+        shown = true;
+      } else if (p.phase === 'train') {
+        process.stderr.write(`${line}\n`);
+      }
+    },
+    done() {
+      if (tty && shown) process.stderr.write('\n');
+      shown = false;
+      width = 0;
+    },
+  };
+}
+
+export async function trainCommand(args: string[]): Promise<number> {
+  const o = parseTrainArgs(args);
+  const out = resolve(o.out);
+  const folder = await openModelArg(o.model);
+  const tokenizer = await loadFolderTokenizer(folder);
+  const seqLen = Math.min(o.train.seqLen, folder.config.maxPositionEmbeddings);
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  process.once('SIGINT', onSigint);
+  const sources: ByteSource[] = [];
+  try {
+    sources.push(await openFileSource(o.data, basename(o.data)));
+    if (o.val) sources.push(await openFileSource(o.val, basename(o.val)));
+    const dataset = await prepareDataset(sources[0], {
+      tokenizer,
+      format: o.format,
+      maxLength: seqLen,
+      trainOnPrompt: o.trainOnPrompt,
+      packing: o.packing,
+      valFraction: o.valFraction,
+      valSource: o.val ? sources[1] : undefined,
+      seed: o.train.seed,
+      skipBadRows: o.skipBadRows,
+      signal: controller.signal,
+      onProgress: (p: PrepareProgress) => {
+        if (process.stderr.isTTY) process.stderr.write(`\rreading ${p.file}: ${formatBytes(p.bytesRead)} of ${formatBytes(p.totalBytes)}, ${p.rows} rows   `);
+      },
+    });
+    const s = dataset.stats;
+    if (process.stderr.isTTY) process.stderr.write('\n');
+    process.stderr.write(
+      `dataset: ${s.format}, ${s.trainExamples} training and ${s.validationExamples} validation examples, ${s.tokens} tokens (${s.countedTokens} counted)` +
+        `${s.skippedRows > 0 ? `, ${s.skippedRows} bad rows skipped` : ''}${s.packing ? `, packed into ${s.packing.trainSequences} sequences` : ''}\n`,
+    );
+    for (const w of s.warnings) process.stderr.write(`warning: ${w}\n`);
+
+    const { gpu, model } = await loadCliModel(folder, o.dtype);
+    try {
+      const baseModel = o.model.startsWith('hub:') ? o.model.slice(4).split('@')[0] : basename(resolve(o.model));
+      const config = createLoraConfig({ ...o.lora, base_model_name_or_path: o.model.startsWith('hub:') ? baseModel : o.model });
+      const adapter = createLora(model, config, { seed: o.train.seed });
+      try {
+        await mkdir(out, { recursive: true });
+        const store = new FolderCheckpointStore(join(out, 'checkpoints'));
+        const metricsPath = join(out, 'metrics.jsonl');
+        const checkpoint = o.resume ? await latestCheckpoint(store) : null;
+        // metrics.jsonl holds exactly the steps the run has: a resumed run rewrites it from its checkpoint.
+        writeFileSync(metricsPath, (checkpoint?.metrics ?? []).map((m) => `${JSON.stringify(m)}\n`).join(''));
+        if (checkpoint) process.stderr.write(`resuming from the checkpoint of step ${checkpoint.step}\n`);
+        process.stderr.write(
+          `training ${adapter.parameterCount.toLocaleString('en-US')} LoRA parameters on ${adapter.modules.length} modules of ${baseModel}${o.train.seqLen > seqLen ? ` (sequence length capped at the model's ${seqLen})` : ''}\n`,
+        );
+        const progress = progressWriter();
+        let result;
+        try {
+          result = await train({
+            model,
+            adapter,
+            train: dataset.train,
+            validation: dataset.validation.length > 0 ? dataset.validation : undefined,
+            options: { ...o.train, seqLen },
+            checkpoints: store,
+            resume: checkpoint ?? false,
+            signal: controller.signal,
+            onMetrics: (m: StepMetrics) => appendFileSync(metricsPath, `${JSON.stringify(m)}\n`),
+            onProgress: (p) => progress.show(p),
+          });
+        } finally {
+          progress.done();
+        }
+
+        const files = exportPeftLora({ config, tensors: await adapter.toTensors(), modelConfig: model.config });
+        const card = modelCard({
+          baseModel,
+          config,
+          modelConfig: model.config,
+          training: {
+            learningRate: o.train.lr,
+            schedule: o.train.schedule ?? 'linear',
+            warmupSteps: result.warmupSteps,
+            steps: result.steps,
+            epochs: Number(result.epochs.toFixed(2)),
+            batchSize: o.train.batchSize ?? 8,
+            gradientAccumulationSteps: o.train.gradAccum,
+            seqLen,
+            seed: o.train.seed,
+            optimizer: 'AdamW',
+            weightDecay: o.train.weightDecay,
+            precision: model.weightDtype,
+          },
+          dataset: {
+            name: basename(o.data),
+            stats: {
+              format: s.format,
+              'training examples': s.trainExamples,
+              'validation examples': s.validationExamples,
+              tokens: s.tokens,
+              'counted tokens': s.countedTokens,
+            },
+          },
+          losses: { train: result.trainLoss, validation: result.valLoss },
+          adapterRepo: out,
+        });
+        files.set('README.md', new TextEncoder().encode(card));
+        const written: { name: string; bytes: number }[] = [];
+        for (const [name, bytes] of files) {
+          await writeFile(join(out, name), bytes);
+          written.push({ name, bytes: bytes.byteLength });
+        }
+        process.stderr.write(
+          `done: ${result.steps} steps in ${formatDuration(result.elapsedMs)}, loss ${result.trainLoss === null ? '?' : formatValue(result.trainLoss)}` +
+            `${result.valLoss === null ? '' : `, validation loss ${formatValue(result.valLoss)}`}; adapter written to ${out}\n`,
+        );
+        process.stdout.write(
+          `${JSON.stringify({
+            out,
+            steps: result.steps,
+            totalSteps: result.totalSteps,
+            epochs: result.epochs,
+            trainLoss: result.trainLoss,
+            valLoss: result.valLoss,
+            resumedFrom: result.resumedFrom,
+            elapsedMs: Math.round(result.elapsedMs),
+            files: [...written, { name: 'metrics.jsonl' }, { name: 'checkpoints/' }],
+          })}\n`,
+        );
+        return 0;
+      } finally {
+        adapter.release();
+      }
+    } finally {
+      model.release();
+      gpu.destroy();
+    }
+  } catch (e) {
+    if (e instanceof CancelledError) {
+      process.stderr.write(`\n${e.message} Checkpoints are in ${join(out, 'checkpoints')}; run the same command with --resume to continue.\n`);
+      return 130;
+    }
+    throw e;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    for (const src of sources) await src.close?.();
+  }
+}
