@@ -1,7 +1,8 @@
 // `whetstone bench` (also `npm run bench`): times the kernels on model-shaped problems and, in the
 // same run on the same adapter, the same matmul shapes through TensorFlow.js's WebGPU backend.
 // Prints a table and writes JSON. Timings are wall-clock from submit to queue completion (no
-// readback), median of the repeats after one warm-up run.
+// readback), median of the repeats after one warm-up run. Then, unless --no-train, LoRA training
+// steps on the demo model (and a folder given by --train-model) through bench-train.ts.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -13,6 +14,7 @@ import { createTensor, tensorFromArray } from '../engine/gpu/tensor.ts';
 import { matmul } from '../engine/kernels/matmul.ts';
 import { Rng } from '../engine/random.ts';
 import { type KernelCase, kernelCases } from './bench-kernels.ts';
+import { DEMO_MODEL_DIR, type TrainStepResult, benchTrainSteps } from './bench-train.ts';
 import { startTfjsPeer, type TfjsPeer } from './tfjs-peer.ts';
 
 /** Layer shapes of the models the studio offers (from their config.json). */
@@ -101,6 +103,8 @@ export async function benchCommand(args: string[]): Promise<number> {
       repeats: { type: 'string', default: '3' },
       out: { type: 'string', default: '.bench/bench.json' },
       'no-tfjs': { type: 'boolean', default: false },
+      'no-train': { type: 'boolean', default: false },
+      'train-model': { type: 'string' },
     },
     strict: true,
   });
@@ -161,8 +165,14 @@ export async function benchCommand(args: string[]): Promise<number> {
     }
   }
 
+  let train: TrainStepResult[] | undefined;
+  if (!values['no-train']) {
+    const dirs = [DEMO_MODEL_DIR, ...(values['train-model'] ? [values['train-model']] : [])];
+    train = await benchTrainSteps(gpu, { dirs, repeats, batch: 2, seqLen: 64 });
+  }
+
   mkdirSync(dirname(values.out), { recursive: true });
-  writeFileSync(values.out, JSON.stringify({ date: new Date().toISOString(), adapter: gpu.summary, tokens, repeats, matmul: results, kernels }, null, 2));
+  writeFileSync(values.out, JSON.stringify({ date: new Date().toISOString(), adapter: gpu.summary, tokens, repeats, matmul: results, kernels, train }, null, 2));
   console.log(`wrote ${values.out}`);
   peer?.dispose();
   return 0;

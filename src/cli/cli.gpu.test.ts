@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { makeTinyTokenizer } from '../../scripts/tiny/tokenizer.ts';
 import { renderChat } from '../engine/data/chat-template.ts';
+import { prepareDataset } from '../engine/data/dataset.ts';
+import { memorySource } from '../engine/io/source.ts';
 import { testGpu } from '../engine/gpu/testing.ts';
 import { openModelDirectory } from '../engine/io/model-folder-node.ts';
 import { parameterCount } from '../engine/model/config.ts';
@@ -139,6 +141,30 @@ describe('whetstone model commands', () => {
     } finally {
       model.release();
     }
+  });
+
+  it('eval takes every dataset format with the training masks: an Alpaca file counts only the answers', async () => {
+    // The tiny model shares its tokenizer with the Alpaca rows written here.
+    const data = join(root, 'alpaca.jsonl');
+    const rows = [
+      { instruction: 'Name a colour.', input: '', output: 'Blue.' },
+      { instruction: 'Add the numbers.', input: '2 and 3', output: 'They make 5.' },
+    ];
+    await writeFile(data, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const prepared = await prepareDataset(memorySource(new TextEncoder().encode(await readFile(data, 'utf8')), 'alpaca.jsonl'), {
+      tokenizer,
+      maxLength: tiny.config.maxPositionEmbeddings,
+      valFraction: 0,
+      seed: 0,
+    });
+    const masked = await run(['eval', '--model', tiny.dir, '--data', data, '--json']);
+    expect(masked.code, masked.stderr).toBe(0);
+    const m = JSON.parse(masked.stdout.trim().split('\n').pop()!);
+    expect(m.tokens).toBe(prepared.stats.countedTokens);
+    const all = await run(['eval', '--model', tiny.dir, '--data', data, '--json', '--train-on-prompt']);
+    const a = JSON.parse(all.stdout.trim().split('\n').pop()!);
+    expect(a.tokens).toBeGreaterThan(m.tokens);
+    expect(Math.abs(a.loss - m.loss)).toBeGreaterThan(1e-6);
   });
 
   it('downloads hub: models through HF_ENDPOINT into the cache, and refuses bad flags with a clear error', async () => {

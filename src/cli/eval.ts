@@ -1,15 +1,24 @@
 // `whetstone eval --model DIR --data FILE [--adapter DIR] [--json]`: the causal-LM loss and perplexity
-// of a model (with a PEFT LoRA adapter on top when --adapter is given) on a JSONL file. Rows are
+// of a model (with a PEFT LoRA adapter on top when --adapter is given) on a dataset file. JSONL rows
 // `{"text": "..."}` (tokenized with the model's tokenizer, special tokens added as the tokenizer adds
 // them, every token counted) or `{"input_ids": [...], "labels"?: [...]}` (labels aligned with
-// input_ids, -100 not counted). A bad row stops the run with a typed error that names the file and
+// input_ids, -100 not counted) are read directly. Every other file or row format the trainer takes
+// (Alpaca, ShareGPT, messages, prompt/completion; JSON, CSV/TSV, Parquet, text; or --format) goes
+// through the trainer's dataset pipeline with the same chat templates and loss masks, so the loss is
+// the one training optimises. A bad row stops the run with a typed error that names the file and
 // line. With --json the last line of output is {"loss", "tokens", "ppl"}.
 
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { DatasetFormatError, DatasetRowsError, FileReadError, InvalidArgumentError } from '../engine/errors.ts';
+import { prepareDataset } from '../engine/data/dataset.ts';
+import type { ExampleFormat } from '../engine/data/formats.ts';
+import { openFileSource } from '../engine/io/source-node.ts';
 import { IGNORE_INDEX, type TokenRow, evaluateLoss } from '../engine/model/llama.ts';
+import type { Tokenizer } from '../engine/model/tokenizer.ts';
 import { withAdapter } from '../engine/peft/lora/index.ts';
 import { intArg, loadCliAdapter, loadCliModel, loadFolderTokenizer, openModelArg } from './model-args.ts';
 
@@ -119,6 +128,53 @@ export async function readEvalRows(path: string, ctx: Omit<EvalRowContext, 'file
   return rows;
 }
 
+/**
+ * Whether the file is JSONL whose first row is a plain `text` or `input_ids` row: those are read
+ * by readEvalRows; anything else goes through the dataset pipeline.
+ */
+export async function isPlainEvalFile(path: string): Promise<boolean> {
+  if (!/\.jsonl$/i.test(path)) return false;
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (e) {
+    throw new FileReadError(`The data file could not be opened: ${(e as Error).message}`, { file: path, cause: e });
+  }
+  try {
+    const head = Buffer.alloc(64 * 1024);
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    const first = head.subarray(0, bytesRead).toString('utf8').split(/\r?\n/).find((l) => l.trim() !== '');
+    if (first === undefined) return true;
+    const row = JSON.parse(first) as unknown;
+    return row !== null && typeof row === 'object' && ('text' in row || 'input_ids' in row) && Object.keys(row).every((k) => ['text', 'input_ids', 'labels'].includes(k));
+  } catch {
+    // Not JSON on the first line: the plain reader reports it with its line number.
+    return true;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Rows of any dataset format, rendered and masked exactly as training renders and masks them. */
+async function readDatasetRows(path: string, tokenizer: Tokenizer, o: { format?: string; trainOnPrompt: boolean; skipBadRows: boolean; maxLength: number }): Promise<TokenRow[]> {
+  const source = await openFileSource(path, basename(path));
+  try {
+    const prepared = await prepareDataset(source, {
+      tokenizer,
+      format: o.format as ExampleFormat | undefined,
+      maxLength: o.maxLength,
+      trainOnPrompt: o.trainOnPrompt,
+      valFraction: 0,
+      seed: 0,
+      skipBadRows: o.skipBadRows,
+    });
+    for (const w of prepared.stats.warnings) process.stderr.write(`warning: ${w}\n`);
+    return prepared.train.map((e) => ({ inputIds: Array.from(e.inputIds), labels: Array.from(e.labels) }));
+  } finally {
+    await source.close?.();
+  }
+}
+
 export async function evalCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -129,6 +185,9 @@ export async function evalCommand(args: string[]): Promise<number> {
       json: { type: 'boolean', default: false },
       dtype: { type: 'string' },
       'batch-tokens': { type: 'string' },
+      format: { type: 'string' },
+      'train-on-prompt': { type: 'boolean', default: false },
+      'skip-bad-rows': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -136,11 +195,19 @@ export async function evalCommand(args: string[]): Promise<number> {
   if (!values.data) throw new InvalidArgumentError('--data FILE is required: a JSONL file of {"text": ...} or {"input_ids": [...], "labels": [...]} rows.');
   const batchTokens = intArg('batch-tokens', values['batch-tokens'], 2048, 1);
   const tokenizer = folder.tokenizerFiles.includes('tokenizer.json') ? await loadFolderTokenizer(folder) : null;
-  const rows = await readEvalRows(values.data, {
-    vocabSize: folder.config.vocabSize,
-    contextLength: folder.config.maxPositionEmbeddings,
-    encode: tokenizer ? (text) => tokenizer.encode(text) : null,
-  });
+  const plain = values.format === undefined && (!tokenizer || (await isPlainEvalFile(values.data)));
+  const rows = plain
+    ? await readEvalRows(values.data, {
+        vocabSize: folder.config.vocabSize,
+        contextLength: folder.config.maxPositionEmbeddings,
+        encode: tokenizer ? (text) => tokenizer.encode(text) : null,
+      })
+    : await readDatasetRows(values.data, tokenizer!, {
+        format: values.format,
+        trainOnPrompt: values['train-on-prompt'],
+        skipBadRows: values['skip-bad-rows'],
+        maxLength: folder.config.maxPositionEmbeddings,
+      });
   if (rows.length === 0) throw new InvalidArgumentError('The data file has no rows.', { file: values.data });
   const { gpu, model } = await loadCliModel(folder, values.dtype);
   try {

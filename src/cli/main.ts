@@ -21,9 +21,11 @@ Commands:
                       backend on the same adapter; prints a table and writes JSON
   info --model DIR    Summarise a model folder as JSON (architecture, sizes, parameters, dtype)
   eval --model DIR --data FILE [--adapter DIR] [--json] [--dtype f32|bf16] [--batch-tokens N]
+       [--format F] [--train-on-prompt] [--skip-bad-rows]
                       Loss and perplexity on a JSONL file of {"text": ...} or
-                      {"input_ids": [...], "labels": [...]} rows (-100 labels are not counted),
-                      with a PEFT LoRA adapter folder on top when --adapter is given
+                      {"input_ids": [...], "labels": [...]} rows (-100 labels are not counted), or
+                      on any dataset format train takes, with the same chat templates and loss
+                      masks; with a PEFT LoRA adapter folder on top when --adapter is given
   generate --model DIR --prompt TEXT [--chat] [--max-new-tokens N] [--temperature T]
            [--top-p P] [--top-k K] [--seed S] [--dtype f32|bf16] [--adapter DIR]
                       Stream a continuation of the prompt (--chat: through the model's chat
