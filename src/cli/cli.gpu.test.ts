@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTinyTokenizer } from '../../scripts/tiny/tokenizer.ts';
 import { renderChat } from '../engine/data/chat-template.ts';
 import { prepareDataset } from '../engine/data/dataset.ts';
@@ -21,7 +21,7 @@ import { loadModel } from '../engine/model/llama.ts';
 import { type TinyModel, writeTinyModel } from '../engine/model/llama-testing.ts';
 import { type Tokenizer } from '../engine/model/tokenizer.ts';
 import { llamaLoss } from '../engine/reference/llama.ts';
-import { main } from './main.ts';
+import { runCaptured } from './run-captured.ts';
 import { loadFolderTokenizer } from './model-args.ts';
 
 let root = '';
@@ -37,21 +37,7 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-/** Runs main() with stdout and stderr captured (process writes and console.error). */
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
-  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void (stdout += `${a.join(' ')}\n`));
-  const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void (stderr += `${a.join(' ')}\n`));
-  try {
-    const code = await main(args);
-    return { code, stdout, stderr };
-  } finally {
-    for (const s of [out, err, log, error]) s.mockRestore();
-  }
-}
+const run = runCaptured;
 
 describe('whetstone model commands', () => {
   it('info prints the JSON summary of a model folder', async () => {

@@ -7,8 +7,8 @@
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from './main.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCaptured } from './run-captured.ts';
 
 const DEMO = 'public/models/demo';
 let root = '';
@@ -24,21 +24,7 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-/** Runs main() with stdout and stderr captured (process writes and console). */
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
-  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void (stdout += `${a.join(' ')}\n`));
-  const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void (stderr += `${a.join(' ')}\n`));
-  try {
-    const code = await main(args);
-    return { code, stdout, stderr };
-  } finally {
-    for (const s of [out, err, log, error]) s.mockRestore();
-  }
-}
+const run = runCaptured;
 
 const lastJson = (s: string) => JSON.parse(s.trim().split('\n').pop() as string);
 
