@@ -70,6 +70,15 @@ describe('whetstone train', () => {
     const refused = await run([...args, ...opts]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/already holds checkpoints \(steps 2, 3\)/);
+
+    // Training further from the saved adapter keeps its shape and starts from its loss, not the base's.
+    const more = join(root, 'more');
+    const continued = await run(['train', '--model', DEMO, '--data', data, '--out', more, '--adapter', out, '--rank', '16', '--steps', '1', ...opts.slice(2)]);
+    expect(continued.code, continued.stderr).toBe(0);
+    expect(continued.stderr).toMatch(/continuing from the adapter in .* \(r 4, alpha 8\)/);
+    expect(JSON.parse(await readFile(join(more, 'adapter_config.json'), 'utf8'))).toMatchObject({ r: 4, lora_alpha: 8 });
+    const first = JSON.parse((await readFile(join(more, 'metrics.jsonl'), 'utf8')).trim().split('\n')[0]);
+    expect(first.loss).toBeLessThan(metrics[0].loss - 0.1);
   });
 
   it('reports bad flags as typed errors', async () => {

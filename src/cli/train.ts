@@ -25,13 +25,13 @@ import { latestCheckpoint } from '../engine/train/checkpoint.ts';
 import { FolderCheckpointStore } from '../engine/train/checkpoint-node.ts';
 import { type StepMetrics, type TrainProgress, formatDuration, formatValue } from '../engine/train/metrics.ts';
 import { type TrainOptions, train } from '../engine/train/trainer.ts';
-import { intArg, loadCliModel, loadFolderTokenizer, numberArg, openModelArg } from './model-args.ts';
+import { intArg, loadCliAdapter, loadCliModel, loadFolderTokenizer, numberArg, openModelArg } from './model-args.ts';
 
 export const TRAIN_USAGE = `train --model DIR --data FILE [--val FILE | --val-fraction F] --method lora --out DIR
       [--rank 8] [--alpha 8] [--dropout 0] [--targets all-linear|q_proj,v_proj,...] [--rslora]
       [--lr 2e-4] [--schedule linear|cosine|constant] [--warmup STEPS|RATIO]
       [--epochs 3 | --steps N] [--batch 8] [--grad-accum 1] [--seq-len 1024] [--seed 42]
-      [--eval-every N] [--save-every 500] [--resume] [--train-on-prompt] [--packing]
+      [--eval-every N] [--save-every 500] [--resume] [--adapter DIR] [--train-on-prompt] [--packing]
       [--format messages|sharegpt|prompt-completion|alpaca|tokens|text] [--skip-bad-rows]
       [--weight-decay 0] [--max-grad-norm 1] [--dtype f32|bf16] [--checkpoint-blocks]`;
 
@@ -45,6 +45,8 @@ export interface TrainCommandOptions {
   lora: Pick<LoraConfig, 'r' | 'lora_alpha' | 'lora_dropout' | 'target_modules' | 'use_rslora'>;
   train: TrainOptions;
   resume: boolean;
+  /** A PEFT LoRA adapter folder to continue training from (its own r, alpha, targets). */
+  adapter: string | null;
   trainOnPrompt: boolean;
   packing: boolean;
   format: ExampleFormat | undefined;
@@ -76,6 +78,7 @@ const OPTIONS = {
   'eval-every': { type: 'string' },
   'save-every': { type: 'string' },
   resume: { type: 'boolean', default: false },
+  adapter: { type: 'string' },
   'train-on-prompt': { type: 'boolean', default: false },
   packing: { type: 'boolean', default: false },
   format: { type: 'string' },
@@ -152,6 +155,7 @@ export function parseTrainArgs(args: string[]): TrainCommandOptions {
       checkpointBlocks: v['checkpoint-blocks'],
     },
     resume: v.resume,
+    adapter: v.adapter ?? null,
     trainOnPrompt: v['train-on-prompt'],
     packing: v.packing,
     format: format as ExampleFormat | undefined,
@@ -245,8 +249,11 @@ export async function trainCommand(args: string[]): Promise<number> {
     const { gpu, model } = await loadCliModel(folder, o.dtype);
     try {
       const baseModel = o.model.startsWith('hub:') ? o.model.slice(4).split('@')[0] : basename(resolve(o.model));
-      const config = createLoraConfig({ ...o.lora, base_model_name_or_path: o.model.startsWith('hub:') ? baseModel : o.model });
-      const adapter = createLora(model, config, { seed: o.train.seed });
+      // A given adapter is trained further as it is (its r, alpha and targets); else a new one.
+      const adapter = o.adapter ? await loadCliAdapter(model, o.adapter) : createLora(model, createLoraConfig({ ...o.lora, base_model_name_or_path: o.model.startsWith('hub:') ? baseModel : o.model }), { seed: o.train.seed });
+      adapter.training = true;
+      const config = adapter.config;
+      if (o.adapter) process.stderr.write(`continuing from the adapter in ${o.adapter} (r ${config.r}, alpha ${config.lora_alpha})\n`);
       try {
         await mkdir(out, { recursive: true });
         const store = new FolderCheckpointStore(join(out, 'checkpoints'));
