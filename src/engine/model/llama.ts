@@ -497,21 +497,50 @@ export async function evaluateLoss(model: LlamaModel, rows: readonly TokenRow[],
   rows.forEach((r, i) => checkRow(r, i, V));
   if (rows.length === 0) return { loss: NaN, tokens: 0 };
   const batches = planBatches(rows.map((r) => r.inputIds.length), options.batchTokens ?? 2048);
+  return meanLossOverBatches(model, {
+    count: batches.length,
+    inputsFor: (i) => makeInputs(model, batches[i].map((r) => rows[r])),
+    rowsIn: (i) => batches[i].length,
+    rowsTotal: rows.length,
+    signal: options.signal,
+    onProgress: options.onProgress,
+  });
+}
+
+/** The batches of one evaluation: how to build each on the GPU, and how many rows it holds. */
+export interface LossBatches {
+  count: number;
+  /** Uploads batch i; the caller's function, released after the batch is recorded. */
+  inputsFor: (i: number) => ModelInputs;
+  rowsIn: (i: number) => number;
+  rowsTotal: number;
+  /** An adapter's projection hook for the (non-recording) tape of each batch. */
+  projection?: (tape: Tape) => ProjectionHook | undefined;
+  signal?: AbortSignal;
+  onProgress?: (p: { rowsDone: number; rowsTotal: number }) => void;
+}
+
+/**
+ * Mean cross-entropy over every counted token of every batch, forward only: a non-recording tape
+ * per batch whose intermediates are freed as it goes, the per-batch losses kept on the GPU and read
+ * once at the end, and at most four batches in flight.
+ */
+export async function meanLossOverBatches(model: LlamaModel, o: LossBatches): Promise<LossResult> {
   const gpu = model.gpu;
-  const losses = createTensor(gpu, [batches.length], 'f32', { label: 'eval.losses' }); // (batches)
+  const losses = createTensor(gpu, [Math.max(1, o.count)], 'f32', { label: 'eval.losses' }); // (batches)
   const counts: number[] = [];
   let rowsDone = 0;
   try {
-    for (let i = 0; i < batches.length; i++) {
-      if (options.signal?.aborted) throw new CancelledError('The evaluation was cancelled.');
-      const inputs = makeInputs(model, batches[i].map((r) => rows[r]));
+    for (let i = 0; i < o.count; i++) {
+      if (o.signal?.aborted) throw new CancelledError('The evaluation was cancelled.');
+      const inputs = o.inputsFor(i);
       try {
         counts.push(inputs.count);
         if (inputs.count > 0) {
           const tape = new Tape();
           tape.recording = false;
           const b = new Batch(gpu, 'eval');
-          const loss = model.loss(tape, b, inputs); // (1)
+          const loss = model.loss(tape, b, inputs, { projection: o.projection?.(tape) }); // (1)
           b.encoder.copyBufferToBuffer(loss.value.buffer, 0, losses.buffer, i * 4, 4);
           tape.releaseUnrecorded();
           b.submit();
@@ -519,8 +548,8 @@ export async function evaluateLoss(model: LlamaModel, rows: readonly TokenRow[],
       } finally {
         inputs.release();
       }
-      rowsDone += batches[i].length;
-      options.onProgress?.({ rowsDone, rowsTotal: rows.length });
+      rowsDone += o.rowsIn(i);
+      o.onProgress?.({ rowsDone, rowsTotal: o.rowsTotal });
       // Keep a few batches in flight, not the whole dataset.
       if (i % 4 === 3) await gpu.sync();
     }
