@@ -32,6 +32,7 @@ import {
   checkPrefix,
   cleanInfo,
   keyMatches,
+  tallyUsage,
 } from './store.ts';
 
 /** The schema version; raise it by one with each new step of `upgradeSchema`. */
@@ -362,16 +363,7 @@ export class IdbBlobStore implements BlobStore {
 
   async usage(): Promise<StoreUsage> {
     const db = await this.open();
-    const u: StoreUsage = { files: 0, bytes: 0, partialFiles: 0, partialBytes: 0 };
-    for (const r of await db.getAll('files')) {
-      u.files++;
-      u.bytes += r.size;
-      if (!r.complete) {
-        u.partialFiles++;
-        u.partialBytes += r.size;
-      }
-    }
-    return u;
+    return tallyUsage(await db.getAll('files'));
   }
 
   /** The `limit` largest folders (a key without its last segment), by bytes of their blobs. */

@@ -14,6 +14,7 @@ import {
   checkPrefix,
   cleanInfo,
   keyMatches,
+  tallyUsage,
 } from './store.ts';
 
 interface Entry {
@@ -136,16 +137,7 @@ export class MemoryBlobStore implements BlobStore {
   }
 
   async usage(): Promise<StoreUsage> {
-    const u: StoreUsage = { files: 0, bytes: 0, partialFiles: 0, partialBytes: 0 };
-    for (const e of this.entries.values()) {
-      u.files++;
-      u.bytes += e.length;
-      if (!e.complete) {
-        u.partialFiles++;
-        u.partialBytes += e.length;
-      }
-    }
-    return u;
+    return tallyUsage([...this.entries.values()].map((e) => ({ size: e.length, complete: e.complete })));
   }
 
   /** A new key may not be a folder of an existing key, nor lie below one (as on a file system). */

@@ -27,6 +27,7 @@ import {
   checkPrefix,
   cleanInfo,
   keyMatches,
+  tallyUsage,
 } from './store.ts';
 
 /** Sidecar and meta files are small; anything larger is not one of ours and is ignored. */
@@ -209,16 +210,7 @@ export class NodeBlobStore implements BlobStore {
   }
 
   async usage(): Promise<StoreUsage> {
-    const u: StoreUsage = { files: 0, bytes: 0, partialFiles: 0, partialBytes: 0 };
-    for (const b of await this.list('')) {
-      u.files++;
-      u.bytes += b.size;
-      if (!b.complete) {
-        u.partialFiles++;
-        u.partialBytes += b.size;
-      }
-    }
-    return u;
+    return tallyUsage(await this.list(''));
   }
 
   /** A new key may not be a folder of an existing key, partial ones included, nor lie below one. */

@@ -39,6 +39,20 @@ export interface StoreUsage {
   partialBytes: number;
 }
 
+/** Adds up blob sizes into a StoreUsage (every store's usage()). */
+export function tallyUsage(blobs: Iterable<{ size: number; complete: boolean }>): StoreUsage {
+  const u: StoreUsage = { files: 0, bytes: 0, partialFiles: 0, partialBytes: 0 };
+  for (const b of blobs) {
+    u.files++;
+    u.bytes += b.size;
+    if (!b.complete) {
+      u.partialFiles++;
+      u.partialBytes += b.size;
+    }
+  }
+  return u;
+}
+
 /**
  * A store of cached files. Prefixes (in `list` and `delete`) match whole key segments: '' selects
  * every key, a prefix ending in '/' selects every key below that folder, and any other prefix selects
