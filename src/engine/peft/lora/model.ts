@@ -16,7 +16,7 @@ import { fill } from '../../kernels/elementwise.ts';
 import { matmul } from '../../kernels/matmul.ts';
 import { importPeftLora } from '../../io/export-peft.ts';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../io/half.ts';
-import type { FileSet, ModelFolder } from '../../io/model-folder.ts';
+import { type FileSet, GENERATION_CONFIG_FILE, type ModelFolder, TOKENIZER_FILES } from '../../io/model-folder.ts';
 import { type LazyTensorToWrite, type SafetensorsDType, safetensorsLayout, streamSafetensors } from '../../io/safetensors.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import { type ForwardOptions, LlamaModel, type ModelInputs, type ProjectionHook } from '../../model/llama.ts';
@@ -426,18 +426,7 @@ export interface ExportMergedOptions {
 const COPY_CHUNK_BYTES = 16 * 1024 * 1024;
 
 /** Files copied next to the merged weights when the source folder has them. */
-const COPIED_FILES = [
-  'generation_config.json',
-  'tokenizer.json',
-  'tokenizer_config.json',
-  'special_tokens_map.json',
-  'added_tokens.json',
-  'chat_template.jinja',
-  'chat_template.json',
-  'tokenizer.model',
-  'vocab.json',
-  'merges.txt',
-] as const;
+const COPIED_FILES = [GENERATION_CONFIG_FILE, ...TOKENIZER_FILES] as const;
 
 const DTYPE_NAMES: Record<'f32' | 'f16' | 'bf16', { st: SafetensorsDType; torch: string }> = {
   f32: { st: 'F32', torch: 'float32' },
