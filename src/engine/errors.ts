@@ -98,6 +98,8 @@ export const ShapeError = defineError('ShapeError');
 export const InvalidArgumentError = defineError('InvalidArgumentError');
 /** The user cancelled a long operation. */
 export const CancelledError = defineError('CancelledError', 'Nothing was lost; start it again when ready.');
+
+export const EngineBusyError = defineError('EngineBusyError', 'Wait for the running job to finish, or cancel it, then try again.');
 /** A tokenizer file (tokenizer.json, tokenizer_config.json, generation_config.json) is malformed or unsupported. */
 export const TokenizerError = defineError(
   'TokenizerError',

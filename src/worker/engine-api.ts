@@ -15,6 +15,7 @@ import type { BlobStore } from '../engine/store/store.ts';
 import type { StorageReport } from '../engine/store/store-idb.ts';
 import { MemoryBlobStore } from '../engine/store/store-memory.ts';
 import { type AbortToken, signalOf } from './abort.ts';
+import { EngineJobs } from './busy.ts';
 import { HUB_CATALOG } from './catalog.ts';
 import { type DatasetImport, type DatasetImportOptions, importDataset } from './datasets.ts';
 import { type DeviceMemoryLimits, type MemoryEstimate, type MemoryEstimateOptions, estimateMemory } from './memory-estimate.ts';
@@ -64,6 +65,8 @@ export class EngineApi {
   private readonly open: () => Promise<Gpu>;
   private readonly options: EngineOptions;
   private readonly models: ModelService;
+  /** GPU jobs (training, generation, exports) run one at a time through this. */
+  protected readonly jobs = new EngineJobs();
 
   constructor(open: () => Promise<Gpu>, options: EngineOptions = {}) {
     this.open = open;
@@ -96,6 +99,11 @@ export class EngineApi {
 
   async memory(): Promise<AllocatorStats> {
     return (await this.device()).allocator.stats();
+  }
+
+  /** The GPU job that runs now ("training", "generation", …), or null. */
+  async busyWith(): Promise<string | null> {
+    return this.jobs.current;
   }
 
   /** The model that is loaded, or null. */
