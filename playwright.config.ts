@@ -12,7 +12,10 @@ export const CHROMIUM_ARGS = [
   '--disable-dev-shm-usage',
 ];
 export const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-unsafe-swiftshader', '--use-angle=swiftshader', '--enable-features=Vulkan'];
-const PORT = 4173;
+// WHETSTONE_E2E_PORT and WHETSTONE_E2E_DIST let two suites run side by side on one machine (each
+// with its own `vite build --outDir DIR`).
+const PORT = Number(process.env.WHETSTONE_E2E_PORT ?? 4173);
+const DIST = process.env.WHETSTONE_E2E_DIST ?? 'dist';
 
 export default defineConfig({
   testDir: 'e2e',
@@ -21,7 +24,7 @@ export default defineConfig({
   workers: 1,
   retries: 0,
   reporter: [['list']],
-  outputDir: 'test-results/e2e',
+  outputDir: DIST === 'dist' ? 'test-results/e2e' : `test-results/e2e-${PORT}`,
   use: {
     baseURL: `http://127.0.0.1:${PORT}`,
     launchOptions: { executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...WEBGPU_ARGS] },
@@ -29,7 +32,7 @@ export default defineConfig({
     trace: 'off',
   },
   webServer: {
-    command: `npx vite preview --host 127.0.0.1 --port ${PORT} --strictPort`,
+    command: `npx vite preview --host 127.0.0.1 --port ${PORT} --strictPort --outDir ${DIST}`,
     url: `http://127.0.0.1:${PORT}`,
     reuseExistingServer: !process.env.CI,
     timeout: 60_000,
