@@ -2,8 +2,10 @@
 // at a time, each new token attending to the cached keys and values of every earlier position
 // (prefix attention over per-layer (maxLen, Hkv·D) buffers, appended to with buffer copies). Only the
 // last position's logits are computed, and they are the one readback per generated token; the next
-// token is chosen on the CPU by sampling.ts. It works on token ids: tokenizing and decoding the
-// stream into text is the caller's (model/tokenizer.ts has StreamDecoder).
+// token is chosen on the CPU by sampling.ts. Generation steps one token at a time, so that several
+// generations (base and adapted model) can advance side by side; generate() runs one to the end. It
+// works on token ids: prompts and stop tokens are prompting.ts's, decoding the stream into text is
+// the caller's (model/tokenizer.ts has StreamDecoder).
 
 import { InvalidArgumentError, ShapeError, UnsupportedModelError } from '../errors.ts';
 import { Tape, type Var } from '../autograd/tape.ts';
@@ -101,75 +103,153 @@ class KvCache implements KvAccess {
 }
 
 /**
+ * One generation, advanced a token at a time by step(): the prompt's prefill on the first step, then
+ * one cached decoding step per token. Several generations on one model (each with its own KV cache
+ * and projection hook) can be stepped in turn, so their outputs grow together: step() records and
+ * submits its GPU work before it first waits, so calling step() on each and then awaiting them all
+ * queues their passes back to back. release() frees the cache; generate() is the plain loop.
+ */
+export class Generation {
+  /** The generated ids, without the prompt (an end token that stopped generation is included). */
+  readonly tokens: number[] = [];
+  /** Why generation stopped, or null while it goes on. */
+  finishReason: GenerateResult['finishReason'] | null = null;
+  readonly promptTokens: number;
+  private readonly model: LlamaModel;
+  private readonly options: GenerateOptions;
+  private readonly maxNew: number;
+  private readonly eos: Set<number>;
+  private readonly rng: Rng;
+  private readonly promptIds: readonly number[];
+  private prefill: ModelInputs | null = null;
+  private cache: KvCache | null = null;
+  private step1: { ids: Tensor; pos: Tensor; seg: Tensor; groups: TokenGroups; inputs: ModelInputs; hostId: Int32Array } | null = null;
+  private busy = false;
+  private released = false;
+
+  constructor(model: LlamaModel, promptIds: readonly number[], options: GenerateOptions = {}) {
+    model.assertLive();
+    const c = model.config;
+    checkSampling(options);
+    const maxNew = options.maxNewTokens ?? 256;
+    if (!Number.isInteger(maxNew) || maxNew < 0) throw new InvalidArgumentError(`maxNewTokens must be a non-negative integer; got ${maxNew}.`);
+    if (promptIds.length === 0) throw new InvalidArgumentError('The prompt has no tokens; generation needs at least one.');
+    const maxLen = promptIds.length + maxNew;
+    if (c.slidingWindow !== null && maxLen > c.slidingWindow) {
+      throw new UnsupportedModelError(
+        `The prompt (${promptIds.length} tokens) plus ${maxNew} new tokens exceed the model's sliding attention window (${c.slidingWindow}); sliding-window attention is not supported.`,
+        { hint: 'Ask for fewer new tokens or use a shorter prompt.' },
+      );
+    }
+    this.model = model;
+    this.options = options;
+    this.maxNew = maxNew;
+    this.promptIds = promptIds;
+    this.promptTokens = promptIds.length;
+    this.eos = new Set(options.eosTokenIds ?? []);
+    this.rng = new Rng(options.seed ?? 0);
+    if (maxNew === 0) this.finishReason = 'length';
+    else if (options.signal?.aborted) this.finishReason = 'cancelled';
+  }
+
+  /** Whether generation has stopped (finishReason is set). */
+  get done(): boolean {
+    return this.finishReason !== null;
+  }
+
+  /** The tokens so far and why generation stopped ('cancelled' while it had not). */
+  result(): GenerateResult {
+    return { tokens: this.tokens, finishReason: this.finishReason ?? 'cancelled', promptTokens: this.promptTokens };
+  }
+
+  /**
+   * Runs the next forward pass and chooses the next token: the new id, or null when generation had
+   * already stopped or the signal aborted while the pass ran (finishReason tells which). One step at a
+   * time per generation.
+   */
+  async step(): Promise<number | null> {
+    if (this.finishReason !== null) return null;
+    if (this.released) throw new InvalidArgumentError('The generation was released.');
+    if (this.busy) throw new InvalidArgumentError('A step of this generation is already running.');
+    const o = this.options;
+    if (o.signal?.aborted) {
+      this.finishReason = 'cancelled';
+      return null;
+    }
+    this.busy = true;
+    try {
+      const inputs = this.nextInputs();
+      const cache = this.cache as KvCache;
+      const logits = await lastLogits(this.model, inputs, cache, o.projection); // (V)
+      cache.pastLength += inputs.T;
+      if (o.signal?.aborted) {
+        this.finishReason = 'cancelled';
+        return null;
+      }
+      o.onLogits?.(logits, this.tokens.length);
+      const id = sampleToken(logits, o, this.rng);
+      this.tokens.push(id);
+      o.onToken?.(id, this.tokens.length - 1);
+      if (this.eos.has(id)) this.finishReason = 'eos';
+      else if (this.tokens.length >= this.maxNew) this.finishReason = 'length';
+      return id;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Frees the KV cache and the step inputs; the generation stops ('cancelled' unless it had ended). */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.finishReason ??= 'cancelled';
+    this.prefill?.release();
+    this.cache?.release();
+    if (this.step1) {
+      for (const t of [this.step1.ids, this.step1.pos, this.step1.seg]) t.release();
+      this.step1.groups.release();
+    }
+  }
+
+  /** The prompt on the first step (allocating the cache), then the last token at its position. */
+  private nextInputs(): ModelInputs {
+    const model = this.model;
+    if (!this.cache) {
+      this.prefill = makeInputs(model, [{ inputIds: this.promptIds }], { targets: false });
+      this.cache = new KvCache(model, this.promptIds.length + this.maxNew);
+      return this.prefill;
+    }
+    if (!this.step1) {
+      // The one-token inputs of every later step, written in place.
+      const gpu = model.gpu;
+      const hostId = new Int32Array(1);
+      const ids = createTensor(gpu, [1], 'i32', { label: 'generate.id' }); // (1)
+      const pos = createTensor(gpu, [1], 'i32', { label: 'generate.position' }); // (1)
+      const seg = tensorFromArray(gpu, [0], [1], 'i32', { label: 'generate.segment' }); // (1)
+      const groups = new TokenGroups(gpu, 1);
+      const inputs: ModelInputs = { B: 1, T: 1, ids, hostIds: hostId, positions: pos, segments: seg, groups, targets: null, count: 0, release() {} };
+      this.step1 = { ids, pos, seg, groups, inputs, hostId };
+    }
+    const s = this.step1;
+    s.hostId[0] = this.tokens[this.tokens.length - 1];
+    writeTensor(s.ids, s.hostId);
+    writeTensor(s.pos, [this.cache.pastLength]);
+    return s.inputs;
+  }
+}
+
+/**
  * Generates up to `maxNewTokens` tokens after `promptIds` with a KV cache. Greedy by default
  * (temperature 0); with a temperature, top-k and top-p apply as in Hugging Face's sampling. Stops
  * at any of `eosTokenIds`, at `maxNewTokens`, or when `signal` aborts.
  */
 export async function generate(model: LlamaModel, promptIds: readonly number[], options: GenerateOptions = {}): Promise<GenerateResult> {
-  model.assertLive();
-  const c = model.config;
-  checkSampling(options);
-  const maxNew = options.maxNewTokens ?? 256;
-  if (!Number.isInteger(maxNew) || maxNew < 0) throw new InvalidArgumentError(`maxNewTokens must be a non-negative integer; got ${maxNew}.`);
-  if (promptIds.length === 0) throw new InvalidArgumentError('The prompt has no tokens; generation needs at least one.');
-  const maxLen = promptIds.length + maxNew;
-  if (c.slidingWindow !== null && maxLen > c.slidingWindow) {
-    throw new UnsupportedModelError(
-      `The prompt (${promptIds.length} tokens) plus ${maxNew} new tokens exceed the model's sliding attention window (${c.slidingWindow}); sliding-window attention is not supported.`,
-      { hint: 'Ask for fewer new tokens or use a shorter prompt.' },
-    );
-  }
-  const eos = new Set(options.eosTokenIds ?? []);
-  const rng = new Rng(options.seed ?? 0);
-  const tokens: number[] = [];
-  const result = (finishReason: GenerateResult['finishReason']): GenerateResult => ({ tokens, finishReason, promptTokens: promptIds.length });
-  if (maxNew === 0) return result('length');
-  if (options.signal?.aborted) return result('cancelled');
-
-  const gpu = model.gpu;
-  const prefill = makeInputs(model, [{ inputIds: promptIds }], { targets: false });
-  const cache = new KvCache(model, maxLen);
-  // The one-token inputs of every later step, written in place.
-  const hostId = new Int32Array(1);
-  const stepIds = createTensor(gpu, [1], 'i32', { label: 'generate.id' }); // (1)
-  const stepPos = createTensor(gpu, [1], 'i32', { label: 'generate.position' }); // (1)
-  const stepSeg = tensorFromArray(gpu, [0], [1], 'i32', { label: 'generate.segment' }); // (1)
-  const stepGroups = new TokenGroups(gpu, 1);
-  const step: ModelInputs = {
-    B: 1,
-    T: 1,
-    ids: stepIds,
-    hostIds: hostId,
-    positions: stepPos,
-    segments: stepSeg,
-    groups: stepGroups,
-    targets: null,
-    count: 0,
-    release() {},
-  };
+  const g = new Generation(model, promptIds, options);
   try {
-    let inputs = prefill;
-    for (;;) {
-      const logits = await lastLogits(model, inputs, cache, options.projection); // (V)
-      cache.pastLength += inputs.T;
-      if (options.signal?.aborted) return result('cancelled');
-      options.onLogits?.(logits, tokens.length);
-      const id = sampleToken(logits, options, rng);
-      tokens.push(id);
-      options.onToken?.(id, tokens.length - 1);
-      if (eos.has(id)) return result('eos');
-      if (tokens.length >= maxNew) return result('length');
-      if (options.signal?.aborted) return result('cancelled');
-      hostId[0] = id;
-      writeTensor(stepIds, hostId);
-      writeTensor(stepPos, [cache.pastLength]);
-      inputs = step;
-    }
+    while ((await g.step()) !== null && !g.done);
+    return g.result();
   } finally {
-    prefill.release();
-    cache.release();
-    for (const t of [stepIds, stepPos, stepSeg]) t.release();
-    stepGroups.release();
+    g.release();
   }
 }
 
