@@ -1,7 +1,7 @@
 // Browser entry for e2e/store-idb.spec.ts: puts the IndexedDB store and the shared BlobStore checks
 // on `window`, so that the test can run them in the page. Bundled by the test with Vite.
 import { runStoreChecks } from '../src/engine/store/store-checks.ts';
-import { IdbBlobStore, deleteIdbStore } from '../src/engine/store/store-idb.ts';
+import { IDB_SCHEMA_VERSION, IdbBlobStore, IdbRunTables, deleteIdbStore } from '../src/engine/store/store-idb.ts';
 
 let n = 0;
 
@@ -75,4 +75,70 @@ async function overQuota(): Promise<{ name: string; message: string; hint: strin
   return out;
 }
 
-Object.assign(globalThis, { storeChecks: { checks, reopen, overQuota } });
+/**
+ * A database written by version 1 of the schema (files and chunks only, as the studio stored
+ * downloads before runs existed), opened by the current code: its blobs read as before, and the run
+ * stores added by the upgrade take records.
+ */
+async function upgradeFromV1(): Promise<{ version: number; stores: string[]; bytes: number[]; complete: boolean; run: unknown; steps: number[]; after: number[]; quota: unknown }> {
+  const dbName = 'store-upgrade';
+  await deleteIdbStore(dbName);
+  await new Promise<void>((resolve, reject) => {
+    const req = indexedDB.open(dbName, 1);
+    req.onupgradeneeded = () => {
+      const db = req.result;
+      db.createObjectStore('files', { keyPath: 'key' });
+      db.createObjectStore('chunks', { keyPath: ['key', 'index'] }).createIndex('by-key', 'key');
+      const tx = req.transaction as IDBTransaction;
+      tx.objectStore('files').put({ key: 'models/o/n@main/config.json', size: 5, complete: true, chunkBytes: 4, gen: 'v1', updated: 0 });
+      tx.objectStore('chunks').put({ key: 'models/o/n@main/config.json', index: 0, data: new Uint8Array([1, 2, 3, 4]).buffer });
+      tx.objectStore('chunks').put({ key: 'models/o/n@main/config.json', index: 1, data: new Uint8Array([5]).buffer });
+    };
+    req.onsuccess = () => {
+      req.result.close();
+      resolve();
+    };
+    req.onerror = () => reject(req.error);
+  });
+  const blobs = new IdbBlobStore({ dbName });
+  const src = await blobs.read('models/o/n@main/config.json');
+  const bytes = Array.from(await src.read(0, 5));
+  const complete = await blobs.isComplete('models/o/n@main/config.json');
+  const runs = new IdbRunTables(dbName);
+  await runs.putRun({ id: 'r1', status: 'completed', step: 3 });
+  await runs.putMetrics([1, 2, 3].map((step) => ({ runId: 'r1', step, metrics: { step, loss: 4 - step } })));
+  await runs.putMetrics([{ runId: 'r2', step: 1, metrics: { step: 1 } }]);
+  const run = await runs.getRun('r1');
+  const steps = (await runs.metrics('r1')).map((m) => m.step);
+  await runs.deleteMetricsAfter('r1', 1);
+  const after = (await runs.metrics('r1')).map((m) => m.step);
+  // A run record the browser refuses for lack of quota: a StoreQuotaError that says what to delete.
+  const put = IDBObjectStore.prototype.put;
+  IDBObjectStore.prototype.put = function (this: IDBObjectStore, ...args: Parameters<IDBObjectStore['put']>) {
+    if (this.name === 'runs') throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+    return put.apply(this, args);
+  };
+  let quota: { name: string; message: string; hint?: string } = { name: 'none', message: 'the write succeeded' };
+  try {
+    await runs.putRun({ id: 'r3', status: 'running' });
+  } catch (e) {
+    quota = e as typeof quota;
+  } finally {
+    IDBObjectStore.prototype.put = put;
+  }
+  await runs.close();
+  await blobs.close();
+  const { version, stores } = await new Promise<{ version: number; stores: string[] }>((resolve, reject) => {
+    const req = indexedDB.open(dbName);
+    req.onsuccess = () => {
+      const out = { version: req.result.version, stores: Array.from(req.result.objectStoreNames).sort() };
+      req.result.close();
+      resolve(out);
+    };
+    req.onerror = () => reject(req.error);
+  });
+  await deleteIdbStore(dbName);
+  return { version: version === IDB_SCHEMA_VERSION ? version : -version, stores, bytes, complete, run, steps, after, quota: { name: quota.name, message: quota.message, hint: quota.hint } };
+}
+
+Object.assign(globalThis, { storeChecks: { checks, reopen, overQuota, upgradeFromV1 } });

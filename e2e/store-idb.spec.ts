@@ -12,6 +12,7 @@ interface StoreChecks {
   checks(): Promise<string[]>;
   reopen(): Promise<{ size: number; complete: boolean; bytes: number[]; partial: unknown }>;
   overQuota(): Promise<{ name: string; message: string; hint: string | undefined; bigBytes: number; otherBytes: number }>;
+  upgradeFromV1(): Promise<unknown>;
 }
 
 let bundle = '';
@@ -49,4 +50,27 @@ test('a write refused for lack of quota is a StoreQuotaError whose hint names wh
   expect(r.hint).toMatch(/This site uses [\d.]+ (B|KiB|MiB|GiB) of the [\d.]+ (MiB|GiB|TiB) the browser allows it\./);
   // The refused append changed nothing.
   expect(r).toMatchObject({ bigBytes: 2 * 1024 * 1024, otherBytes: 1000 });
+});
+
+test('a version-1 database upgrades to the run stores and keeps its blobs; a refused run write is a StoreQuotaError', async ({ page }) => {
+  const problems = watchProblems(page);
+  await page.goto('/');
+  await page.addScriptTag({ content: bundle, type: 'module' });
+  await page.waitForFunction(() => 'storeChecks' in globalThis);
+  const r = await page.evaluate(() => (globalThis as unknown as { storeChecks: StoreChecks }).storeChecks.upgradeFromV1());
+  expect(r).toEqual({
+    version: 2,
+    stores: ['chunks', 'files', 'run-metrics', 'runs'],
+    bytes: [1, 2, 3, 4, 5],
+    complete: true,
+    run: { id: 'r1', status: 'completed', step: 3 },
+    steps: [1, 2, 3],
+    after: [1],
+    quota: {
+      name: 'StoreQuotaError',
+      message: 'There is no room left in IndexedDB store-upgrade to write the record of run r3.',
+      hint: 'Delete training runs you no longer need on the Export screen, or cached models on the Model screen; freeing disk space raises what the browser allows.',
+    },
+  });
+  expect(problems).toEqual([]);
 });

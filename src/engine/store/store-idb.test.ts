@@ -63,10 +63,19 @@ describe('IndexedDB schema', () => {
     return { db, steps };
   }
 
-  it('creates the files and chunks stores with the by-key index from version 0', () => {
+  const V2 = ['store runs "id"', 'store run-metrics ["runId","step"]', 'index run-metrics.by-run "runId"'];
+
+  it('creates every store from version 0: files and chunks (1), then runs and run-metrics (2)', () => {
     const { db, steps } = recorder();
     upgradeSchema(db, 0);
-    expect(steps).toEqual(['store files "key"', 'store chunks ["key","index"]', 'index chunks.by-key "key"']);
+    expect(steps).toEqual(['store files "key"', 'store chunks ["key","index"]', 'index chunks.by-key "key"', ...V2]);
+  });
+
+  it('adds only the run stores to a version-1 database', () => {
+    const { db, steps } = recorder();
+    upgradeSchema(db, 1);
+    expect(steps).toEqual(V2);
+    expect(IDB_SCHEMA_VERSION).toBe(2);
   });
 
   it('has nothing to do at the current version', () => {
@@ -96,6 +105,18 @@ describe('quota errors', () => {
     expect(hint).toContain('models/HuggingFaceTB/SmolLM2-135M-Instruct@main/ (270 MiB)');
     expect(hint).toMatch(/uses 2\.00 GiB of the 2\.10 GiB/);
     expect(quotaHint([], null)).toMatch(/store is empty/);
+  });
+
+  it('sends runs to the Export screen and models to the Model screen', () => {
+    const hint = quotaHint(
+      [
+        { folder: 'runs/20261130-120000-abcdef/', bytes: 300 * 2 ** 20 },
+        { folder: 'models/o/n@main/', bytes: 100 * 2 ** 20 },
+      ],
+      null,
+    );
+    expect(hint).toContain('Delete cached files you no longer need on the Model screen; the largest are models/o/n@main/ (100 MiB).');
+    expect(hint).toContain('Delete training runs you no longer need on the Export screen (their checkpoints and adapters); the largest are runs/20261130-120000-abcdef/ (300 MiB).');
   });
 
   it('is a StoreError with a stable name', () => {

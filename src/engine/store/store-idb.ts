@@ -15,8 +15,19 @@
 //   chunks  keyPath [`key`, `index`] ChunkRecord: bytes [index·chunkBytes, (index+1)·chunkBytes) of
 //                                    the blob; every chunk but the last holds exactly chunkBytes.
 //           index `by-key` on `key`  every chunk of one blob.
+//   runs    keyPath `id`             (version 2) one record per training run of the studio: its
+//                                    settings, status, progress and results (the record type is
+//                                    RunRecord in src/worker/runs.ts; this layer stores it as is).
+//   run-metrics keyPath [`runId`, `step`]  (version 2) one record per optimizer step of a run:
+//                                    { runId, step, metrics } (metrics: StepMetrics).
+//           index `by-run` on `runId` every step of one run.
+// A run's files are blobs of the files/chunks stores under `runs/<runId>/`: its dataset file
+// (`dataset/<name>`), its checkpoints (`checkpoints/checkpoint-<step>/`, BlobCheckpointStore) and,
+// once finished, its adapter (`adapter/adapter_config.json`, `adapter/adapter_model.safetensors`,
+// `adapter/README.md`).
 // `upgradeSchema` is the migration path: it runs the steps from the stored version up to the
-// current one, each step written once and never changed afterwards.
+// current one, each step written once and never changed afterwards. IdbRunTables reads and writes
+// the two run stores.
 
 import { type DBSchema, type IDBPDatabase, type IDBPTransaction, deleteDB, openDB } from 'idb';
 import { FileReadError, MissingFileError, StoreError, type ErrorDetails } from '../errors.ts';
@@ -36,7 +47,7 @@ import {
 } from './store.ts';
 
 /** The schema version; raise it by one with each new step of `upgradeSchema`. */
-export const IDB_SCHEMA_VERSION = 1;
+export const IDB_SCHEMA_VERSION = 2;
 export const DEFAULT_IDB_NAME = 'whetstone';
 /** Bytes per chunk record of new blobs: small enough that reading a small tensor reads little more. */
 export const DEFAULT_IDB_CHUNK_BYTES = 1024 * 1024;
@@ -58,9 +69,21 @@ export interface ChunkRecord {
   data: ArrayBuffer;
 }
 
+/** A run record as stored: an object with a string id (its fields are the worker's RunRecord). */
+export type StoredRun = { id: string } & Record<string, unknown>;
+
+/** One optimizer step of a run. */
+export interface StoredMetric {
+  runId: string;
+  step: number;
+  metrics: unknown;
+}
+
 interface StoreSchema extends DBSchema {
   files: { key: string; value: FileRecord };
   chunks: { key: [string, number]; value: ChunkRecord; indexes: { 'by-key': string } };
+  runs: { key: string; value: StoredRun };
+  'run-metrics': { key: [string, number]; value: StoredMetric; indexes: { 'by-run': string } };
 }
 
 /** The part of an IDBPDatabase that `upgradeSchema` uses (so that tests can record the steps). */
@@ -74,6 +97,11 @@ export function upgradeSchema(db: SchemaTarget, oldVersion: number): void {
     db.createObjectStore('files', { keyPath: 'key' });
     const chunks = db.createObjectStore('chunks', { keyPath: ['key', 'index'] });
     chunks.createIndex('by-key', 'key');
+  }
+  if (oldVersion < 2) {
+    db.createObjectStore('runs', { keyPath: 'id' });
+    const metrics = db.createObjectStore('run-metrics', { keyPath: ['runId', 'step'] });
+    metrics.createIndex('by-run', 'runId');
   }
 }
 
@@ -132,10 +160,12 @@ export function isQuotaError(e: unknown): boolean {
 /** The hint of a StoreQuotaError: which folders to delete, largest first, and the site's storage. */
 export function quotaHint(folders: readonly { folder: string; bytes: number }[], storage: StorageReport | null): string {
   const parts: string[] = [];
-  if (folders.length > 0) {
-    const named = folders.map((f) => `${f.folder} (${formatBytes(f.bytes)})`).join(', ');
-    parts.push(`Delete cached files you no longer need on the Model screen; the largest are ${named}.`);
-  } else {
+  const named = (list: readonly { folder: string; bytes: number }[]) => list.map((f) => `${f.folder} (${formatBytes(f.bytes)})`).join(', ');
+  const runs = folders.filter((f) => f.folder.startsWith('runs/'));
+  const files = folders.filter((f) => !f.folder.startsWith('runs/'));
+  if (files.length > 0) parts.push(`Delete cached files you no longer need on the Model screen; the largest are ${named(files)}.`);
+  if (runs.length > 0) parts.push(`Delete training runs you no longer need on the Export screen (their checkpoints and adapters); the largest are ${named(runs)}.`);
+  if (folders.length === 0) {
     parts.push('The store is empty, so other data of this site or of the browser fills the quota.');
   }
   if (storage && storage.quota > 0) parts.push(`This site uses ${formatBytes(storage.usage)} of the ${formatBytes(storage.quota)} the browser allows it.`);
@@ -372,7 +402,9 @@ export class IdbBlobStore implements BlobStore {
     const sums = new Map<string, number>();
     for (const r of await db.getAll('files')) {
       const i = r.key.lastIndexOf('/');
-      const folder = i < 0 ? r.key : r.key.slice(0, i + 1);
+      // A run's files count as one folder, runs/<runId>/: a run is deleted as a whole.
+      const run = /^runs\/[^/]+\//.exec(r.key);
+      const folder = run ? run[0] : i < 0 ? r.key : r.key.slice(0, i + 1);
       sums.set(folder, (sums.get(folder) ?? 0) + r.size);
     }
     return [...sums]
@@ -423,22 +455,133 @@ export class IdbBlobStore implements BlobStore {
 
   private open(): Promise<Db> {
     if (!this.db) {
-      const opening = openDB<StoreSchema>(this.dbName, IDB_SCHEMA_VERSION, {
-        upgrade: (db, oldVersion) => upgradeSchema(db as unknown as SchemaTarget, oldVersion),
-        // Another tab opens a newer version: close so that its upgrade can run; the next call reopens.
-        blocking: () => {
-          void this.close();
-        },
-        terminated: () => {
+      this.db = openStoreDb(this.dbName, this.name, {
+        close: () => void this.close(),
+        forget: () => {
           this.db = null;
         },
       });
-      this.db = opening.catch((e: unknown) => {
-        this.db = null;
-        throw new StoreError(`${this.name} could not be opened: ${(e as Error)?.message ?? String(e)}`, {
-          cause: e,
-          hint: 'IndexedDB is unavailable in private windows of some browsers and when site data is blocked; allow site data for this page.',
-        });
+    }
+    return this.db;
+  }
+}
+
+/** Opens the database at IDB_SCHEMA_VERSION, upgrading it; `on.close` runs when another tab needs a newer version. */
+function openStoreDb(dbName: string, name: string, on: { close(): void; forget(): void }): Promise<Db> {
+  const opening = openDB<StoreSchema>(dbName, IDB_SCHEMA_VERSION, {
+    upgrade: (db, oldVersion) => upgradeSchema(db as unknown as SchemaTarget, oldVersion),
+    // Another tab opens a newer version: close so that its upgrade can run; the next call reopens.
+    blocking: () => on.close(),
+    terminated: () => on.forget(),
+  });
+  return opening.catch((e: unknown) => {
+    on.forget();
+    throw new StoreError(`${name} could not be opened: ${(e as Error)?.message ?? String(e)}`, {
+      cause: e,
+      hint: 'IndexedDB is unavailable in private windows of some browsers and when site data is blocked; allow site data for this page.',
+    });
+  });
+}
+
+const RUN_QUOTA_HINT =
+  'Delete training runs you no longer need on the Export screen, or cached models on the Model screen; freeing disk space raises what the browser allows.';
+
+/**
+ * The run records of the studio (`runs` and `run-metrics`) in the same database as the blobs. Every
+ * method is one transaction; a quota failure becomes a StoreQuotaError that says what to delete.
+ */
+export class IdbRunTables {
+  readonly name: string;
+  private db: Promise<Db> | null = null;
+
+  constructor(readonly dbName: string = DEFAULT_IDB_NAME) {
+    this.name = `IndexedDB ${dbName}`;
+  }
+
+  async close(): Promise<void> {
+    const db = this.db;
+    this.db = null;
+    if (db) (await db.catch(() => null))?.close();
+  }
+
+  async getRun(id: string): Promise<StoredRun | null> {
+    return (await (await this.open()).get('runs', id)) ?? null;
+  }
+
+  async listRuns(): Promise<StoredRun[]> {
+    return (await this.open()).getAll('runs');
+  }
+
+  async putRun(run: StoredRun): Promise<void> {
+    await this.write(`the record of run ${run.id}`, ['runs'], async (tx) => {
+      await tx.objectStore('runs').put(run);
+    });
+  }
+
+  /** Removes a run's record and every metrics record of it. */
+  async deleteRun(id: string): Promise<void> {
+    await this.write(`run ${id}`, ['runs', 'run-metrics'], async (tx) => {
+      await tx.objectStore('runs').delete(id);
+      await tx.objectStore('run-metrics').delete(IDBKeyRange.bound([id, -Infinity], [id, Infinity]));
+    });
+  }
+
+  /** Adds (or replaces) metrics records. */
+  async putMetrics(rows: readonly StoredMetric[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.write(`the metrics of run ${rows[0].runId}`, ['run-metrics'], async (tx) => {
+      const store = tx.objectStore('run-metrics');
+      for (const r of rows) await store.put(r);
+    });
+  }
+
+  /** A run's metrics records, by step. */
+  async metrics(runId: string): Promise<StoredMetric[]> {
+    return (await this.open()).getAll('run-metrics', IDBKeyRange.bound([runId, -Infinity], [runId, Infinity]));
+  }
+
+  /** Removes a run's metrics records of steps after `step`. */
+  async deleteMetricsAfter(runId: string, step: number): Promise<void> {
+    await this.write(`the metrics of run ${runId}`, ['run-metrics'], async (tx) => {
+      await tx.objectStore('run-metrics').delete(IDBKeyRange.bound([runId, step], [runId, Infinity], true, false));
+    });
+  }
+
+  private async write(
+    what: string,
+    stores: ('runs' | 'run-metrics')[],
+    body: (tx: IDBPTransaction<StoreSchema, ('runs' | 'run-metrics')[], 'readwrite'>) => Promise<void>,
+  ): Promise<void> {
+    const db = await this.open();
+    try {
+      const tx = db.transaction(stores, 'readwrite');
+      const done = tx.done;
+      try {
+        await body(tx);
+        await done;
+      } catch (e) {
+        done.catch(() => undefined);
+        try {
+          tx.abort();
+        } catch {
+          // The transaction has already finished or aborted.
+        }
+        throw e;
+      }
+    } catch (e) {
+      if (e instanceof StoreError) throw e;
+      if (isQuotaError(e)) throw new StoreQuotaError(`There is no room left in ${this.name} to write ${what}.`, { hint: RUN_QUOTA_HINT, cause: e });
+      throw new StoreError(`Writing ${what} to ${this.name} failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    }
+  }
+
+  private open(): Promise<Db> {
+    if (!this.db) {
+      this.db = openStoreDb(this.dbName, this.name, {
+        close: () => void this.close(),
+        forget: () => {
+          this.db = null;
+        },
       });
     }
     return this.db;
