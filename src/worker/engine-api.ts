@@ -29,13 +29,22 @@ import {
   type ModelSummary,
   ModelService,
 } from './models.ts';
+import { type AdapterEntry, type ColumnDelta, type PlaygroundRequest, type PlaygroundResult, PlaygroundService } from './playground.ts';
 import { type Result, attempt } from './result.ts';
+import { type ExportFormat, type ExportProgress, type ExportedDownload, exportRun } from './run-export.ts';
+import { MemoryRunStore, type RunRecord, type RunStore } from './runs.ts';
+import { type RunOverview, type RunUpdate, type StartTrainingRequest, type TrainingLock, TrainingService, trainingLock } from './training.ts';
+import type { StepMetrics } from '../engine/train/metrics.ts';
 
 export type { AbortToken } from './abort.ts';
 export type { CachedModel, CachedModels, DownloadRequest, DownloadStatus, LoadOptions, LoadProgress, ModelSummary } from './models.ts';
 export type { DatasetImport, DatasetImportOptions, PreviewExample, PreviewPiece } from './datasets.ts';
 export type { MemoryEstimate } from './memory-estimate.ts';
 export type { Result } from './result.ts';
+export type { ExportFormat, ExportProgress, ExportedDownload } from './run-export.ts';
+export type { RunRecord, RunStatus } from './runs.ts';
+export type { RunOverview, RunUpdate, StartTrainingRequest } from './training.ts';
+export type { AdapterEntry, ColumnDelta, ColumnResult, PlaygroundRequest, PlaygroundResult } from './playground.ts';
 
 export type GpuStatus = { ok: true; adapter: AdapterSummary } | { ok: false; error: SerializedError };
 
@@ -58,6 +67,10 @@ export interface EngineOptions {
   storageReport?: () => Promise<StorageReport | null>;
   /** Memory the device reports, in bytes, or null. */
   deviceMemoryBytes?: () => number | null;
+  /** Where training runs are recorded; in memory (lost on exit) by default. */
+  runs?: () => RunStore;
+  /** One training at a time across tabs; Web Locks where available by default. */
+  trainingLock?: TrainingLock;
 }
 
 export class EngineApi {
@@ -65,6 +78,9 @@ export class EngineApi {
   private readonly open: () => Promise<Gpu>;
   private readonly options: EngineOptions;
   private readonly models: ModelService;
+  private readonly playground: PlaygroundService;
+  private readonly training: TrainingService;
+  private readonly runStores: { store: () => BlobStore; runs: () => RunStore; models: ModelService };
   /** GPU jobs (training, generation, exports) run one at a time through this. */
   protected readonly jobs = new EngineJobs();
 
@@ -79,6 +95,11 @@ export class EngineApi {
       demoUrl: options.demoModelUrl ?? null,
       storageReport: options.storageReport ?? (async () => null),
     });
+    this.playground = new PlaygroundService({ store, active: () => this.models.active() });
+    let memoryRuns: RunStore | null = null;
+    const runs = options.runs ?? (() => (memoryRuns ??= new MemoryRunStore()));
+    this.runStores = { store, runs, models: this.models };
+    this.training = new TrainingService({ store, runs, models: this.models, jobs: this.jobs, lock: options.trainingLock ?? trainingLock() });
   }
 
   /** Opens the GPU (once) and describes it, or says why there is none. */
@@ -123,17 +144,17 @@ export class EngineApi {
 
   /** Loads the demo model served with the studio. */
   async loadDemoModel(onProgress?: (p: LoadProgress) => void, abort?: AbortToken, options?: LoadOptions): Promise<Result<ModelSummary>> {
-    return this.withSignal(abort, (signal) => this.models.loadDemo(signal, onProgress, options));
+    return this.withSignal(abort, (signal) => this.jobs.run('loading a model', () => this.models.loadDemo(signal, onProgress, options)));
   }
 
   /** Loads a downloaded Hub model from the store. */
   async loadCachedModel(id: string, onProgress?: (p: LoadProgress) => void, abort?: AbortToken, options?: LoadOptions): Promise<Result<ModelSummary>> {
-    return this.withSignal(abort, (signal) => this.models.loadCached(id, signal, onProgress, options));
+    return this.withSignal(abort, (signal) => this.jobs.run('loading a model', () => this.models.loadCached(id, signal, onProgress, options)));
   }
 
   /** Loads a model from the files of a model folder (dropped or picked); nothing is copied to the store. */
   async loadModelFiles(files: File[], onProgress?: (p: LoadProgress) => void, abort?: AbortToken, options?: LoadOptions): Promise<Result<ModelSummary>> {
-    return this.withSignal(abort, (signal) => this.models.loadFiles(files, signal, onProgress, options));
+    return this.withSignal(abort, (signal) => this.jobs.run('loading a model', () => this.models.loadFiles(files, signal, onProgress, options)));
   }
 
   /** Downloads a Hub model into the store (resuming partial files); cancelling keeps what was saved. */
@@ -171,6 +192,78 @@ export class EngineApi {
     } finally {
       release();
     }
+  }
+
+  /** PEFT LoRA adapters for the Playground: finished training runs in the store, then dropped ones. */
+  async listAdapters(): Promise<Result<AdapterEntry[]>> {
+    return attempt(() => this.playground.listAdapters());
+  }
+
+  /** Takes a dropped PEFT adapter folder (or its two files), checked against the loaded model. */
+  async addAdapterFiles(files: File[]): Promise<Result<AdapterEntry>> {
+    return attempt(() => this.playground.addAdapterFiles(files));
+  }
+
+  /** Loads an adapter onto the loaded model to check that it fits (AdapterMismatchError when not). */
+  async checkAdapter(id: string): Promise<Result<AdapterEntry>> {
+    return attempt(() => this.jobs.run('checking an adapter', () => this.playground.checkAdapter(id)));
+  }
+
+  /**
+   * Base and tuned model answer one prompt side by side, streamed through `onChunk` in small
+   * batches; a GPU job, so it fails with EngineBusyError while another one (training) runs.
+   */
+  async generate(request: PlaygroundRequest, onChunk: (deltas: ColumnDelta[]) => void, abort?: AbortToken): Promise<Result<PlaygroundResult>> {
+    return this.withSignal(abort, (signal) => this.jobs.run('generation', () => this.playground.generate(request, onChunk, signal)));
+  }
+
+  /**
+   * Starts a training run on the loaded model with a dataset file (the Data screen's) and settings
+   * (train-settings.ts). Resolves when the run stops: completed, paused or cancelled (its record);
+   * a failure (divergence, a full store …) comes back as the error, with the run marked failed.
+   * `onUpdate` gets the run's progress and `onMetrics` one record per optimizer step.
+   */
+  async startTraining(request: StartTrainingRequest, onUpdate?: (u: RunUpdate) => void, onMetrics?: (m: StepMetrics) => void): Promise<Result<RunRecord>> {
+    return attempt(() => this.training.start(request, onUpdate, onMetrics));
+  }
+
+  /** Continues a paused or interrupted run from its last checkpoint (loading its model when it is the demo or a cached one). */
+  async resumeTraining(runId: string, onUpdate?: (u: RunUpdate) => void, onMetrics?: (m: StepMetrics) => void): Promise<Result<RunRecord>> {
+    return attempt(() => this.training.resume(runId, onUpdate, onMetrics));
+  }
+
+  /** Pauses the run training here: the GPU stops after the current step; resume continues from the last checkpoint. */
+  async pauseTraining(runId?: string): Promise<boolean> {
+    return this.training.stop('pause', runId);
+  }
+
+  /** Cancels a run: the one training here stops; a paused or interrupted one is marked cancelled. Its checkpoints go. */
+  async cancelTraining(runId: string): Promise<Result<RunRecord | null>> {
+    if (this.training.stop('cancel', runId)) return { ok: true, value: null };
+    return attempt(() => this.training.cancelStopped(runId));
+  }
+
+  /** Every training run (newest first), the one training here, and whether another tab trains. */
+  async listRuns(): Promise<Result<RunOverview>> {
+    return attempt(() => this.training.overview());
+  }
+
+  /** A run's metrics, one record per optimizer step. */
+  async runMetrics(runId: string): Promise<Result<StepMetrics[]>> {
+    return attempt(() => this.training.metrics(runId));
+  }
+
+  /** Deletes a run with its checkpoints, adapter and metrics; returns the runs left. */
+  async deleteRun(runId: string): Promise<Result<RunOverview>> {
+    return attempt(async () => {
+      await this.training.deleteRun(runId);
+      return this.training.overview();
+    });
+  }
+
+  /** A finished run's adapter as a zip: PEFT files with the model card, GGUF with a Modelfile, or the merged model. */
+  async exportRun(runId: string, format: ExportFormat, onProgress?: (p: ExportProgress) => void, abort?: AbortToken): Promise<Result<ExportedDownload>> {
+    return this.withSignal(abort, (signal) => this.jobs.run(`exporting (${format})`, () => exportRun(this.runStores, runId, format, signal, onProgress)));
   }
 
   private async withSignal<T>(abort: AbortToken | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<Result<T>> {

@@ -112,6 +112,8 @@ interface Loaded {
   model: LlamaModel;
   tokenizer: Tokenizer;
   summary: ModelSummary;
+  /** The folder the model was read from (a merged export copies its files). */
+  folder: ModelFolder;
 }
 
 export interface ModelServiceDeps {
@@ -143,6 +145,16 @@ export class ModelService {
 
   current(): ModelSummary | null {
     return this.loaded?.summary ?? null;
+  }
+
+  /** The loaded model's GPU weights, tokenizer and summary, or null (for generation and training). */
+  active(): { model: LlamaModel; tokenizer: Tokenizer; summary: ModelSummary } | null {
+    return this.loaded;
+  }
+
+  /** The folder the loaded model was read from, or null. */
+  activeFolder(): ModelFolder | null {
+    return this.loaded?.folder ?? null;
   }
 
   /** The tokenizer datasets are rendered with: the loaded model's, else the demo model's. */
@@ -304,7 +316,7 @@ export class ModelService {
       eosToken: tokenizer.eosToken,
       loadMs: Math.round(performance.now() - start),
     };
-    this.loaded = { model, tokenizer, summary };
+    this.loaded = { model, tokenizer, summary, folder };
     return summary;
   }
 }
@@ -328,7 +340,7 @@ function refOfKey(key: string): HubRef | null {
 }
 
 /** A FileSet over complete blobs of the store under `prefix`. */
-function storeFileSet(store: BlobStore, prefix: string, names: readonly string[], name: string): FileSet {
+export function storeFileSet(store: BlobStore, prefix: string, names: readonly string[], name: string): FileSet {
   const listed = new Set(names);
   return {
     name,

@@ -1,0 +1,128 @@
+// Training through EngineApi (as the studio's worker runs it) on the demo model and the sample
+// dataset: a run records its metrics step by step, ends completed with its PEFT files in the store
+// under runs/<id>/adapter/, and exports them as zips (PEFT with the model card, GGUF with a
+// Modelfile); a run paused after its first checkpoint and resumed gives the uninterrupted run's losses and
+// adapter bit for bit; a second run is refused while one trains.
+
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { unzipSync } from 'fflate';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { testGpu } from '../engine/gpu/testing.ts';
+import type { StepMetrics } from '../engine/train/metrics.ts';
+import { MemoryBlobStore } from '../engine/store/store-memory.ts';
+import { EngineApi, type RunRecord, type StartTrainingRequest } from './engine-api.ts';
+import { MemoryRunStore } from './runs.ts';
+import { defaultDraft, parseSettings } from './train-settings.ts';
+
+const DEMO = 'public/models/demo';
+const SAMPLE = readFileSync('public/datasets/alpaca-facts.jsonl');
+const store = new MemoryBlobStore();
+const runs = new MemoryRunStore();
+const api = new EngineApi(() => testGpu(), { store: () => store, runs: () => runs });
+
+function request(): StartTrainingRequest {
+  const draft = defaultDraft('lora', { parameters: 500_000, maxPositionEmbeddings: 2048 });
+  Object.assign(draft, { 'lora.rank': '4', 'lora.alpha': '8', 'lora.targets': 'q_proj,v_proj', steps: '3', batchSize: '1', seqLen: '40', saveEvery: '1', valFraction: '0.1', evalEvery: '0', lr: '2e-3' });
+  const { settings, errors } = parseSettings(draft, { parameters: 500_000, maxPositionEmbeddings: 2048 });
+  expect(errors).toEqual({});
+  return { file: new File([SAMPLE], 'alpaca-facts.jsonl'), fileName: 'alpaca-facts.jsonl', datasetImport: { trainOnPrompt: false, skipBadRows: false }, settings: settings! };
+}
+
+/** The header of a safetensors file: tensor name → shape. */
+function safetensorsShapes(bytes: Uint8Array): Record<string, number[]> {
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as Record<string, { shape: number[] }>;
+  return Object.fromEntries(Object.entries(header).filter(([k]) => k !== '__metadata__').map(([k, v]) => [k, v.shape]));
+}
+
+let uninterrupted: { run: RunRecord; losses: number[]; weights: Uint8Array };
+
+beforeAll(async () => {
+  const files = readdirSync(DEMO).map((name) => new File([readFileSync(join(DEMO, name))], name));
+  const r = await api.loadModelFiles(files);
+  expect(r.ok).toBe(true);
+});
+
+describe('training through EngineApi', () => {
+  it('records each step, stores the PEFT files under runs/<id>/adapter/ and exports PEFT and GGUF zips', async () => {
+    const metrics: StepMetrics[] = [];
+    const stages = new Set<string>();
+    const r = await api.startTraining(request(), (u) => stages.add(u.stage), (m) => metrics.push(m));
+    if (!r.ok) throw new Error(r.error.message);
+    const run = r.value;
+    expect(run.status).toBe('completed');
+    expect(metrics.map((m) => m.step)).toEqual([1, 2, 3]);
+    expect(metrics.every((m) => Number.isFinite(m.loss) && m.lr > 0 && m.gradNorm > 0 && m.tokensPerSecond > 0)).toBe(true);
+    expect([...stages]).toEqual(['preparing', 'training', 'saving', 'stopped']);
+    expect(run.result?.valLoss).toBeGreaterThan(0);
+    expect(run.dataset.validationExamples).toBeGreaterThan(0);
+    expect(run.dataset.trainExamples).toBeGreaterThan(30);
+    const stored = await api.runMetrics(run.id);
+    expect(stored.ok && stored.value.map((m) => m.loss)).toEqual(metrics.map((m) => m.loss));
+    const keys = (await store.list(`runs/${run.id}/`)).map((b) => b.key);
+    expect(keys).toContain(`runs/${run.id}/adapter/adapter_config.json`);
+    expect(keys).toContain(`runs/${run.id}/adapter/adapter_model.safetensors`);
+    expect(keys).toContain(`runs/${run.id}/adapter/README.md`);
+    expect(keys.some((k) => k.includes('/checkpoints/'))).toBe(false);
+
+    const peft = await api.exportRun(run.id, 'peft');
+    if (!peft.ok) throw new Error(peft.error.message);
+    // The demo folder is loaded as dropped files here (Node has no fetch of file: URLs), so it is named by its file count.
+    expect(peft.value.fileName).toMatch(/^whetstone-model-from-5-files-lora-\d{8}-\d{4}-peft\.zip$/);
+    const zip = unzipSync(new Uint8Array(await peft.value.blob.arrayBuffer()));
+    expect(Object.keys(zip).sort()).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors']);
+    const config = JSON.parse(new TextDecoder().decode(zip['adapter_config.json'])) as Record<string, unknown>;
+    expect(config).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 8, base_model_name_or_path: 'Model from 5 files' });
+    expect([...(config.target_modules as string[])].sort()).toEqual(['q_proj', 'v_proj']);
+    const shapes = safetensorsShapes(zip['adapter_model.safetensors']);
+    expect(shapes['base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight']).toEqual([4, 128]);
+    expect(shapes['base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight']).toEqual([128, 4]);
+    expect(shapes['base_model.model.model.layers.3.self_attn.v_proj.lora_B.weight']).toEqual([64, 4]);
+    expect(Object.keys(shapes)).toHaveLength(4 * 2 * 2);
+    expect(new TextDecoder().decode(zip['README.md'])).toContain('Model from 5 files');
+
+    const gguf = await api.exportRun(run.id, 'gguf');
+    if (!gguf.ok) throw new Error(gguf.error.message);
+    const g = unzipSync(new Uint8Array(await gguf.value.blob.arrayBuffer()));
+    expect(new TextDecoder().decode(g['adapter.gguf'].subarray(0, 4))).toBe('GGUF');
+    expect(new TextDecoder().decode(g.Modelfile)).toContain('ADAPTER ./adapter.gguf');
+    uninterrupted = { run, losses: metrics.map((m) => m.loss), weights: zip['adapter_model.safetensors'] };
+  });
+
+  it('pauses after a checkpoint, refuses a second run meanwhile, and resumes to the uninterrupted losses and weights', async () => {
+    expect(uninterrupted).toBeDefined();
+    let second: Promise<unknown> | null = null;
+    const first: StepMetrics[] = [];
+    const paused = await api.startTraining(request(), undefined, (m) => {
+      first.push(m);
+      if (m.step === 1) {
+        second = api.startTraining(request());
+        void api.pauseTraining();
+      }
+    });
+    if (!paused.ok) throw new Error(paused.error.message);
+    expect(paused.value.status).toBe('paused');
+    expect(paused.value.checkpointStep).toBe(1);
+    expect(first.map((m) => m.step)).toEqual([1]);
+    expect(await second).toMatchObject({ ok: false, error: { name: 'EngineBusyError' } });
+
+    const rest: StepMetrics[] = [];
+    const resumed = await api.resumeTraining(paused.value.id, undefined, (m) => rest.push(m));
+    if (!resumed.ok) throw new Error(resumed.error.message);
+    expect(resumed.value.status).toBe('completed');
+    expect(rest.map((m) => m.step)).toEqual([2, 3]);
+    expect(rest.map((m) => m.loss)).toEqual(uninterrupted.losses.slice(1));
+    const stored = await api.runMetrics(paused.value.id);
+    expect(stored.ok && stored.value.map((m) => m.step)).toEqual([1, 2, 3]);
+    const peft = await api.exportRun(paused.value.id, 'peft');
+    if (!peft.ok) throw new Error(peft.error.message);
+    expect(unzipSync(new Uint8Array(await peft.value.blob.arrayBuffer()))['adapter_model.safetensors']).toEqual(uninterrupted.weights);
+
+    const list = await api.listRuns();
+    expect(list.ok && list.value.runs.map((r) => r.status)).toEqual(['completed', 'completed']);
+    const deleted = await api.deleteRun(uninterrupted.run.id);
+    expect(deleted.ok && deleted.value.runs.map((r) => r.id)).toEqual([paused.value.id]);
+    expect(await store.list(`runs/${uninterrupted.run.id}/`)).toEqual([]);
+  });
+});
