@@ -1,13 +1,16 @@
-// The studio shell: header, a status line (GPU, loaded model), the screen tabs (Model, Data, GPU)
+// The studio shell: header, a status line (GPU, loaded model), the screen tabs (Model, Data, Train, Export, Playground, GPU)
 // and the selected screen. Screens are mounted only while selected; their state lives in stores.
 import { type KeyboardEvent, useEffect } from 'react';
 import { DataScreen } from './DataScreen.tsx';
+import { ExportScreen } from './ExportScreen.tsx';
 import { GpuPanel } from './GpuPanel.tsx';
 import { ModelScreen } from './ModelScreen.tsx';
+import { PlaygroundScreen } from './PlaygroundScreen.tsx';
 import { StatusBar } from './StatusBar.tsx';
+import { TrainScreen } from './TrainScreen.tsx';
 import { SCREENS, type Screen, useStudio } from './store.ts';
 
-const LABELS: Record<Screen, string> = { model: 'Model', data: 'Data', gpu: 'GPU' };
+const LABELS: Record<Screen, string> = { model: 'Model', data: 'Data', train: 'Train', export: 'Export', playground: 'Playground', gpu: 'GPU' };
 
 export function App() {
   const connect = useStudio((s) => s.connect);
@@ -29,6 +32,9 @@ export function App() {
       <main id={`panel-${screen}`} role="tabpanel" aria-labelledby={`tab-${screen}`} className="screen">
         {screen === 'model' && <ModelScreen />}
         {screen === 'data' && <DataScreen />}
+        {screen === 'train' && <TrainScreen />}
+        {screen === 'export' && <ExportScreen />}
+        {screen === 'playground' && <PlaygroundScreen />}
         {screen === 'gpu' && <GpuPanel />}
       </main>
     </div>

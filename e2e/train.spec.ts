@@ -1,0 +1,112 @@
+import { readFileSync } from 'node:fs';
+import { type Page, expect, test } from '@playwright/test';
+import { focusIsVisible, watchProblems } from './watch.ts';
+
+// The Train screen's settings form from the keyboard, with a message per wrong field and the
+// studio's error box when nothing is loaded; and two tabs: while one trains, the other sees the run
+// (read from IndexedDB) and cannot start a second one; Pause and Cancel in the first show in the second.
+const SAMPLE = readFileSync('public/datasets/alpaca-facts.jsonl', 'utf8');
+
+test('the settings form works from the keyboard, marks wrong fields and explains a missing model', async ({ page }, info) => {
+  const problems = watchProblems(page);
+  await page.goto('/#train');
+  await expect(page.getByRole('tab', { name: 'Train' })).toHaveAttribute('aria-selected', 'true');
+  await expect(page.getByTestId('train-model')).toContainText('None loaded.');
+  await expect(page.getByTestId('train-dataset')).toContainText('None imported.');
+  // Defaults for the demo model's size.
+  await expect(page.getByLabel('Rank (r)')).toHaveValue('8');
+  await expect(page.getByLabel('Learning rate')).toHaveValue('1e-3');
+  await expect(page.getByLabel('Sequence length')).toHaveValue('128');
+  await expect(page.getByRole('radio', { name: /LoRA/ })).toBeChecked();
+
+  const rank = page.getByLabel('Rank (r)');
+  await rank.focus();
+  expect(await focusIsVisible(page)).toBe(true);
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('0');
+  await expect(rank).toHaveAttribute('aria-invalid', 'true');
+  await expect(page.getByText('Rank must be from 1 to 1024; got 0.')).toBeVisible();
+  await page.keyboard.press('Tab');
+  await expect(page.getByLabel('Alpha')).toBeFocused();
+  expect(await focusIsVisible(page)).toBe(true);
+  await page.getByLabel('Target modules').fill('q_proj,lm_head');
+  await expect(page.getByText('"lm_head" is not among them')).toBeVisible();
+  await expect(page.getByText('2 settings need correcting (marked above).')).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Start training' })).toBeDisabled();
+  await page.screenshot({ path: info.outputPath('train-invalid.png'), fullPage: true });
+
+  await page.getByRole('button', { name: 'Reset to the defaults' }).click();
+  await expect(page.locator('.field-error')).toHaveCount(0);
+  await page.getByLabel('Sequence length').focus();
+  await page.keyboard.press('Tab');
+  await expect(page.getByText('More settings')).toBeFocused();
+  await page.keyboard.press('Tab');
+  await expect(page.getByRole('button', { name: 'Start training' })).toBeFocused();
+  expect(await focusIsVisible(page)).toBe(true);
+  await page.keyboard.press('Enter');
+  await expect(page.getByTestId('train-error')).toContainText('No model is loaded.');
+  await expect(page.getByTestId('train-error')).toContainText('What to do: Load a model on the Model screen');
+  expect(problems).toEqual([]);
+});
+
+async function dropFile(page: Page, testId: string, name: string, text: string): Promise<void> {
+  const dt = await page.evaluateHandle(({ name, text }) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([text], name, { type: 'application/jsonl' }));
+    return dt;
+  }, { name, text });
+  const zone = page.getByTestId(testId);
+  await zone.dispatchEvent('dragenter', { dataTransfer: dt });
+  await zone.dispatchEvent('dragover', { dataTransfer: dt });
+  await zone.dispatchEvent('drop', { dataTransfer: dt });
+}
+
+test('a second tab sees the run the first one trains and cannot start another', async ({ context }, info) => {
+  test.setTimeout(300_000);
+  const a = await context.newPage();
+  const problems = watchProblems(a);
+  await a.goto('/');
+  await a.getByRole('button', { name: 'Load the demo model' }).click();
+  await expect(a.getByTestId('loaded-name')).toHaveText('Demo model (built in)');
+  await a.getByRole('tab', { name: 'Data' }).click();
+  await dropFile(a, 'dataset-drop', 'alpaca-facts.jsonl', SAMPLE);
+  await expect(a.getByTestId('stat-rows')).toHaveText('50 rows');
+  await a.getByRole('tab', { name: 'Train' }).click();
+  await a.getByLabel('Steps', { exact: true }).fill('40');
+  await a.getByLabel('Batch size').fill('1');
+  await a.getByLabel('Sequence length').fill('40');
+  await a.getByLabel('Target modules').fill('q_proj,v_proj');
+  await a.getByRole('button', { name: 'Start training' }).click();
+  await expect(a.getByTestId('train-run')).toBeVisible();
+
+  const b = await context.newPage();
+  const problemsB = watchProblems(b);
+  await b.goto('/#train');
+  const elsewhere = b.getByTestId('elsewhere-run');
+  await expect(elsewhere).toContainText('Training in another tab');
+  await expect(elsewhere.getByTestId('train-step')).toHaveText(/^Step \d+ of /);
+  await expect(b.getByRole('button', { name: 'Start training' })).toBeDisabled();
+  await expect(b.getByText('Another tab is training; one run trains at a time.')).toBeVisible();
+  await b.screenshot({ path: info.outputPath('train-elsewhere.png'), fullPage: true });
+  await b.getByRole('tab', { name: 'Export' }).click();
+  await expect(b.getByTestId('run-list')).toContainText('Training in another tab');
+  await expect(b.getByRole('button', { name: 'Delete run…' })).toBeEnabled();
+
+  // Pause stops the run and lets the lock go; the second tab reads the paused run from IndexedDB.
+  await a.getByRole('button', { name: 'Pause' }).click();
+  await expect(a.getByTestId('run-status')).toHaveText('Paused', { timeout: 120_000 });
+  await expect(a.getByTestId('train-notice')).toContainText(/^Paused at step \d+\. Resume continues from the checkpoint of step \d+\.$/);
+  await expect(b.getByTestId('run-list')).toContainText('Paused', { timeout: 30_000 });
+  await a.getByRole('button', { name: 'Cancel run' }).click();
+  await expect(a.getByTestId('train-notice')).toHaveText('The run was cancelled; its checkpoints were removed.');
+  await expect(a.getByTestId('run-status')).toHaveText('Cancelled');
+  await expect(a.getByRole('button', { name: 'Resume' })).toHaveCount(0);
+  await b.getByRole('tab', { name: 'Train' }).click();
+  await b.getByRole('tab', { name: 'Export' }).click();
+  await expect(b.getByTestId('run-list')).toContainText('Cancelled');
+  await b.getByRole('button', { name: 'Delete run…' }).click();
+  await b.getByRole('button', { name: /^Yes, delete run / }).click();
+  await expect(b.getByTestId('no-runs')).toBeVisible();
+  expect(problems).toEqual([]);
+  expect(problemsB).toEqual([]);
+});
