@@ -14,6 +14,9 @@ import { embedding, embeddingBackward, TokenGroups } from '../engine/kernels/emb
 import { rmsnorm, rmsnormBackward } from '../engine/kernels/rmsnorm.ts';
 import { rope, ropeBackward, ropeInvFreq } from '../engine/kernels/rope.ts';
 import { swiglu, swigluBackward } from '../engine/kernels/swiglu.ts';
+import { matmulQuant, matmulQuantBackward } from '../engine/kernels/quant.ts';
+import { quantizeMatrix } from '../engine/quant/format.ts';
+import { uploadQuantized } from '../engine/quant/tensor.ts';
 import { Rng } from '../engine/random.ts';
 
 export interface ModelShape {
@@ -105,8 +108,16 @@ export function kernelCases(gpu: Gpu, s: ModelShape, T: number, rng: Rng, ceVoca
   const vv = empty([F, H]);
   const coef = tensorFromArray(gpu, [1], [1]);
   owned.push(coef);
+  // The gate projection stored quantized (QLoRA's base), decoded inside the product.
+  const gateValues = rng.fill(F * H, (r) => 0.02 * r.normal());
+  const gateNf4 = uploadQuantized(gpu, quantizeMatrix(gateValues, [F, H], { format: 'nf4', block: 64, doubleQuant: true }), 'bench.gate.nf4');
+  const gateInt8 = uploadQuantized(gpu, quantizeMatrix(gateValues, [F, H], { format: 'int8' }), 'bench.gate.int8');
+  owned.push(gateNf4, gateInt8);
   const f = 4;
   const cases: KernelCase[] = [
+    { kernel: 'nf4+dq matmul y = x·Wᵀ (gate_proj)', work: 2 * T * F * H, unit: 'GFLOP/s', run: (b) => matmulQuant(b, x, gateNf4, gate) },
+    { kernel: 'nf4+dq matmul dx = dy·W (gate_proj)', work: 2 * T * F * H, unit: 'GFLOP/s', run: (b) => matmulQuantBackward(b, gate, gateNf4, dx) },
+    { kernel: 'int8 matmul y = x·Wᵀ (gate_proj)', work: 2 * T * F * H, unit: 'GFLOP/s', run: (b) => matmulQuant(b, x, gateInt8, gate) },
     { kernel: 'residual add (axpby)', work: 3 * T * H * f, unit: 'GB/s', run: (b) => axpby(b, x, dx, y) },
     { kernel: 'rmsnorm forward', work: (2 * T * H + H + T) * f, unit: 'GB/s', run: (b) => rmsnorm(b, x, w, y, rstd, 1e-5) },
     { kernel: 'rmsnorm backward', work: (3 * T * H + 2 * H + T) * f, unit: 'GB/s', run: (b) => rmsnormBackward(b, x, w, rstd, y, dx, dw) },

@@ -12,6 +12,9 @@ import dropout from '../../../shaders/dropout.wgsl?raw';
 import embedding from '../../../shaders/embedding.wgsl?raw';
 import adamw from '../../../shaders/adamw.wgsl?raw';
 import matmul_lowp from '../../../shaders/matmul_lowp.wgsl?raw';
+import quant from '../../../shaders/quant.wgsl?raw';
+import quant_act from '../../../shaders/quant_act.wgsl?raw';
+import distill from '../../../shaders/distill.wgsl?raw';
 import type { ShaderSource } from '../gpu/pipelines.ts';
 
 export const SHADERS = {
@@ -26,4 +29,7 @@ export const SHADERS = {
   embedding: { name: 'embedding', code: embedding },
   adamw: { name: 'adamw', code: adamw },
   matmul_lowp: { name: 'matmul_lowp', code: matmul_lowp },
+  quant: { name: 'quant', code: quant },
+  quant_act: { name: 'quant_act', code: quant_act },
+  distill: { name: 'distill', code: distill },
 } satisfies Record<string, ShaderSource>;
