@@ -1,11 +1,14 @@
 // Memory estimates of a model on this device, from its config alone (nothing downloaded): the
 // weights at the checkpoint's bytes per weight and as the engine stores them (f32, or bf16
 // projections), the largest tensor against the device's storage-binding limit (larger tensors are
-// split into several bindings), and a rough figure for LoRA training and for full fine-tuning.
-// These are estimates, labelled as such in the studio: activations, the buffer pool and the
-// browser's own overhead vary. Nothing here touches the GPU.
+// split into several bindings), LoRA and QLoRA training from the engine's memory planner
+// (engine/plan/memory.ts: weights, adapter, gradients, optimizer state, activations, workspace),
+// and a rough figure for full fine-tuning. These are estimates, labelled as such in the studio:
+// the browser's own overhead varies. Nothing here touches the GPU.
 
 import { type ModelConfig, expectedWeights, parameterCount } from '../engine/model/config.ts';
+import { type MemoryPlan, planTrainingMemory } from '../engine/plan/memory.ts';
+import type { QuantFormat } from '../engine/quant/format.ts';
 
 export interface DeviceMemoryLimits {
   maxBufferSize: number;
@@ -40,8 +43,12 @@ export interface MemoryEstimate {
     tokensPerStep: number;
     /** Trainable parameters of LoRA on every attention and MLP projection. */
     loraParameters: number;
-    /** LoRA: bf16 projections, f32 adapter with gradients and AdamW moments, activations. */
+    /** LoRA: bf16 projections, f32 adapter with gradients and AdamW moments, activations (the planner's total). */
     loraBytes: number;
+    /** QLoRA by base format (NF4/FP4 with double quantization, block 64; INT8; INT4 groups of 64): the planner's totals. */
+    qloraBytes: Record<QuantFormat, number>;
+    /** The planner's itemised LoRA (bf16 base) and QLoRA (NF4) plans. */
+    plans: { lora: MemoryPlan; qlora: MemoryPlan };
     /** Full fine-tuning: f32 weights, gradients and AdamW moments, activations. */
     fullBytes: number;
   };
@@ -92,7 +99,13 @@ export function estimateMemory(
   // projection, gate/up/their product, the MLP output (f32 each).
   const perTokenLayer = (6 * H + 2 * q + 2 * kv + 3 * F) * 4;
   const activations = tokens * (c.numHiddenLayers * perTokenLayer + 2 * H * 4) + LOGITS_CHUNK_BYTES;
-  const loraBytes = Math.round((weightsBf16Bytes + loraParameters * 4 * 4 + activations) * (1 + OVERHEAD));
+  // The planner, for batch 4 (the studio's default) of tokensPerStep / 4 tokens, LoRA on all seven projections.
+  const batch = Math.max(1, Math.min(4, tokens));
+  const shape = { rank, batch, seqLen: Math.max(1, Math.round(tokens / batch)) };
+  const lora = planTrainingMemory(c, { method: 'lora', weightDtype: 'bf16', ...shape });
+  const qlora = (format: QuantFormat) => planTrainingMemory(c, { method: 'qlora', quant: { format, block: 64, doubleQuant: format === 'nf4' || format === 'fp4' }, ...shape });
+  const qloraPlans = { nf4: qlora('nf4'), fp4: qlora('fp4'), int8: qlora('int8'), int4: qlora('int4') };
+  const loraBytes = lora.total;
   const fullBytes = Math.round((weightsF32Bytes * 4 + activations) * (1 + OVERHEAD));
 
   let verdict: MemoryVerdict = 'unknown';
@@ -107,7 +120,15 @@ export function estimateMemory(
     weightsBf16Bytes,
     largestTensor: { name: largest.name, bytes: largestBytes, bindings: limits ? Math.ceil(largestBytes / limits.maxStorageBufferBindingSize) : null },
     limits,
-    training: { loraRank: rank, tokensPerStep: tokens, loraParameters, loraBytes, fullBytes },
+    training: {
+      loraRank: rank,
+      tokensPerStep: tokens,
+      loraParameters,
+      loraBytes,
+      qloraBytes: { nf4: qloraPlans.nf4.total, fp4: qloraPlans.fp4.total, int8: qloraPlans.int8.total, int4: qloraPlans.int4.total },
+      plans: { lora, qlora: qloraPlans.nf4 },
+      fullBytes,
+    },
     deviceMemoryBytes,
     verdict,
   };
@@ -117,4 +138,36 @@ function bytesPerWeight(dtype: string | null): number {
   if (dtype === 'float32') return 4;
   if (dtype === 'float64') return 8;
   return 2;
+}
+
+/** The settings of planTable's runs: batch 4 × 512 tokens, LoRA rank 16 on all seven projections. */
+export const PLAN_TABLE_SETTINGS = { batch: 4, seqLen: 512, rank: 16 } as const;
+
+/**
+ * A Markdown table of the planner's predictions for the curated models (src/worker/catalog.ts)
+ * under LoRA (f32 and bf16 base) and QLoRA (NF4/FP4 with double quantization, INT8, INT4), with and
+ * without gradient checkpointing; printed by `whetstone quantize --plan-table` for docs/quantization.md.
+ */
+export function planTable(catalog: readonly { repo: string; config: Record<string, unknown> }[], parse: (raw: Record<string, unknown>) => ModelConfig): string {
+  const { batch, seqLen, rank } = PLAN_TABLE_SETTINGS;
+  const gib = (b: number) => (b / 2 ** 30).toFixed(2);
+  const runs: [string, Parameters<typeof planTrainingMemory>[1]][] = [
+    ['LoRA f32', { method: 'lora', weightDtype: 'f32', rank, batch, seqLen }],
+    ['LoRA bf16', { method: 'lora', weightDtype: 'bf16', rank, batch, seqLen }],
+    ['QLoRA NF4', { method: 'qlora', quant: { format: 'nf4', block: 64, doubleQuant: true }, rank, batch, seqLen }],
+    ['QLoRA FP4', { method: 'qlora', quant: { format: 'fp4', block: 64, doubleQuant: true }, rank, batch, seqLen }],
+    ['QLoRA INT8', { method: 'qlora', quant: { format: 'int8' }, rank, batch, seqLen }],
+    ['QLoRA INT4', { method: 'qlora', quant: { format: 'int4', block: 64 }, rank, batch, seqLen }],
+    ['LoRA bf16 + ckpt', { method: 'lora', weightDtype: 'bf16', rank, batch, seqLen, checkpointBlocks: true }],
+    ['QLoRA NF4 + ckpt', { method: 'qlora', quant: { format: 'nf4', block: 64, doubleQuant: true }, rank, batch, seqLen, checkpointBlocks: true }],
+  ];
+  const head = `| Model | ${runs.map(([n]) => n).join(' | ')} |`;
+  const rule = `|---|${runs.map(() => '---:').join('|')}|`;
+  const lines = [head, rule];
+  for (const m of catalog) {
+    const c = parse(m.config);
+    const plans = runs.map(([, o]) => planTrainingMemory(c, o));
+    lines.push(`| ${m.repo} | ${plans.map((p) => `${gib(p.total)} (${gib(p.weights)})`).join(' | ')} |`);
+  }
+  return lines.join('\n');
 }
