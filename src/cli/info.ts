@@ -1,5 +1,5 @@
 // `whetstone info --model DIR`: a JSON summary of a model folder (architecture, sizes, parameter
-// count, context length, stored dtype), read from config.json and the safetensors headers only: no
+// count, context length, stored dtype, pre-quantization), read from config.json and the safetensors headers only: no
 // weight is read and no GPU is opened.
 
 import { parseArgs } from 'node:util';
@@ -7,7 +7,7 @@ import type { ModelFolder } from '../engine/io/model-folder.ts';
 import { parameterCount } from '../engine/model/config.ts';
 import { openModelArg } from './model-args.ts';
 
-const TORCH_DTYPES: Record<string, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16', F64: 'float64' };
+const TORCH_DTYPES: Record<string, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16', F64: 'float64', U8: 'uint8', I8: 'int8' };
 
 /** The summary `info` prints. */
 export function modelSummary(folder: ModelFolder): Record<string, unknown> {
@@ -30,6 +30,7 @@ export function modelSummary(folder: ModelFolder): Record<string, unknown> {
     contextLength: c.maxPositionEmbeddings,
     dtype: stored ? (TORCH_DTYPES[stored] ?? stored) : null,
     torchDtype: c.torchDtype,
+    quantization: quantizationSummary(folder),
     tiedEmbeddings: c.tieWordEmbeddings,
     ropeTheta: c.ropeTheta,
     ropeScaling: c.ropeScaling ? c.ropeScaling.ropeType : null,
@@ -37,6 +38,21 @@ export function modelSummary(folder: ModelFolder): Record<string, unknown> {
     shards: folder.shards.length,
     tokenizer: folder.tokenizerFiles.includes('tokenizer.json'),
   };
+}
+
+/**
+ * A pre-quantized folder's scheme as config.json's quantization_config states it (method, 4-bit type,
+ * double quantization, group size), or null for plain float weights. `dtype` above is then the
+ * storage of the packed codes, not the weights' precision.
+ */
+function quantizationSummary(folder: ModelFolder): Record<string, unknown> | null {
+  if (folder.config.quantization === null) return null;
+  const q = (folder.rawConfig as { quantization_config?: Record<string, unknown> }).quantization_config ?? {};
+  const summary: Record<string, unknown> = { method: folder.config.quantization };
+  for (const key of ['load_in_4bit', 'load_in_8bit', 'bnb_4bit_quant_type', 'bnb_4bit_use_double_quant', 'bnb_4bit_compute_dtype', 'bits', 'group_size', 'sym']) {
+    if (q[key] !== undefined) summary[key] = q[key];
+  }
+  return summary;
 }
 
 export async function infoCommand(args: string[]): Promise<number> {
