@@ -8,7 +8,7 @@
 // Generation (KV cache, sampling) is in generate.ts; reading files is io/model-folder.ts.
 
 import { CancelledError, InvalidArgumentError, UnsupportedModelError } from '../errors.ts';
-import { add, addBias, attention, crossEntropyLoss, embedding, linear, linearLowp, rmsnorm, rope, swiglu } from '../autograd/ops.ts';
+import { add, addBias, attention, crossEntropyLoss, embedding, linear, linearLowp, linearQuant, rmsnorm, rope, swiglu } from '../autograd/ops.ts';
 import { Tape, type Var } from '../autograd/tape.ts';
 import { Batch } from '../gpu/batch.ts';
 import type { Gpu } from '../gpu/device.ts';
@@ -22,6 +22,8 @@ import type { ModelFolder, RawWeight, StreamOptions } from '../io/model-folder.t
 import { streamRawWeights } from '../io/model-folder.ts';
 import { decodeToF32 } from '../io/safetensors.ts';
 import { IGNORE_INDEX } from '../reference/cross_entropy.ts';
+import { type QuantOptions, dequantizeMatrix, quantizeMatrix, resolveQuantOptions } from '../quant/format.ts';
+import { QuantizedTensor, uploadQuantized } from '../quant/tensor.ts';
 import type { ModelConfig } from './config.ts';
 
 /** How the frozen projection weights (q/k/v/o, gate/up/down) are stored on the GPU. */
@@ -41,6 +43,14 @@ export interface LoadModelOptions {
    * biases stay f32 either way.
    */
   dtype?: WeightStorage;
+  /**
+   * Quantize the projection weights (q/k/v/o, gate/up/down) as they load, one tensor at a time:
+   * NF4/FP4 (bitsandbytes, optionally double-quantized), INT8 per row or INT4 per group. They are
+   * frozen and multiplied through kernels that decode them tile by tile (QLoRA's base). Weights a
+   * folder stores quantized (bitsandbytes 4-bit or LLM.int8, INT4 groups) load in their own format
+   * whatever this says.
+   */
+  quant?: QuantOptions;
   /** Called after each tensor is read, with tensors and bytes done so far and in all. */
   onProgress?: StreamOptions['onProgress'];
   /** Stops loading with a CancelledError; the tensors uploaded so far are freed. */
@@ -96,6 +106,12 @@ export interface KvAccess {
  */
 export type ProjectionHook = (tape: Tape, b: Batch, module: string, x: Var, y: Var) => Var;
 
+/**
+ * Called before each projection with the module name and its input x; returns what the projection
+ * reads instead (IA3 scales the input of feed-forward modules here).
+ */
+export type ProjectionInputHook = (tape: Tape, b: Batch, module: string, x: Var) => Var;
+
 export interface ForwardOptions {
   /** Vars to use instead of plain leaves for some parameters (by HF name), e.g. trainable ones with gradient buffers. */
   params?: Readonly<Record<string, Var>>;
@@ -105,7 +121,22 @@ export interface ForwardOptions {
   checkpointBlocks?: boolean;
   /** Wraps every projection's output (adapters). */
   projection?: ProjectionHook;
+  /** Replaces every projection's input (adapters). */
+  projectionInput?: ProjectionInputHook;
+  /** Replaces the token embeddings (N, C) before the first block (prompt tuning's virtual tokens). */
+  inputEmbeddings?: InputEmbeddingsHook;
+  /** Trainable keys and values attended before the tokens in every layer (prefix tuning). */
+  prefix?: PrefixHook;
 }
+
+/**
+ * Called with the batch and its token embeddings h (N, C) and the number of cached positions before
+ * it; returns what the first block reads instead.
+ */
+export type InputEmbeddingsHook = (tape: Tape, b: Batch, inputs: ModelInputs, h: Var, pastLength: number) => Var;
+
+/** Layer l's prefix keys and values, (P, Hkv·D) each, shared over the batch and used as they are (no RoPE), or null. */
+export type PrefixHook = (tape: Tape, b: Batch, layer: number) => { k: Var; v: Var } | null;
 
 export interface LossResult {
   /** Mean cross-entropy over the counted tokens (NaN when none is counted). */
@@ -149,8 +180,14 @@ export class LlamaModel {
   /** Bytes of GPU memory the weights take. */
   get parameterBytes(): number {
     let n = this.invFreq.byteLength;
-    for (const t of Object.values(this.params)) n += t.byteLength;
+    for (const t of new Set(Object.values(this.params))) n += t.byteLength; // shared layers counted once
     return n;
+  }
+
+  /** The format of the quantized projection weights, or null when none is quantized. */
+  get quantization(): QuantizedTensor['format'] | null {
+    for (const t of Object.values(this.params)) if (t instanceof QuantizedTensor) return t.format;
+    return null;
   }
 
   /** A Var for every parameter: the given overrides, plain leaves (no gradient) for the rest. */
@@ -252,7 +289,10 @@ export class LlamaModel {
     if (options.kv && (tape.recording || inputs.B !== 1)) {
       throw new InvalidArgumentError('A KV cache serves inference on one row: use a tape that is not recording and a batch of one row.');
     }
-    const embed = (t: Tape) => embedding(t, b, v['model.embed_tokens.weight'], inputs.ids, inputs.hostIds, inputs.groups); // (N, C)
+    const embed = (t: Tape) => {
+      const e = embedding(t, b, v['model.embed_tokens.weight'], inputs.ids, inputs.hostIds, inputs.groups); // (N, C)
+      return options.inputEmbeddings ? options.inputEmbeddings(t, b, inputs, e, past) : e;
+    };
     const normW = v['model.norm.weight'];
     if (!tape.recording) {
       const scoped = (fn: (t: Tape) => Var): Var => {
@@ -289,7 +329,8 @@ export class LlamaModel {
     const c = this.config;
     const eps = c.rmsNormEps;
     const p = `model.layers.${l}.`;
-    const proj = (module: string, input: Var) => this.project(tape, b, v, p + module, input, options.projection);
+    const into = options.projectionInput;
+    const proj = (module: string, input: Var) => this.project(tape, b, v, p + module, into ? into(tape, b, p + module, input) : input, options.projection);
     const y1 = rmsnorm(tape, b, h, v[`${p}input_layernorm.weight`], eps); // (N, C)
     let q = proj('self_attn.q_proj', y1); // (N, Hq·D)
     let k = proj('self_attn.k_proj', y1); // (N, Hkv·D)
@@ -302,12 +343,18 @@ export class LlamaModel {
     k = rope(tape, b, k, x.positions, this.invFreq); // (N, Hkv·D)
     const cached = options.kv?.past(l) ?? null;
     options.kv?.store(b, l, k.value, val.value);
+    const trained = options.prefix?.(tape, b, l) ?? null;
+    if (trained && options.kv) {
+      throw new UnsupportedModelError('Decoding with a KV cache and trained prefix keys (prefix tuning) is not supported.', {
+        hint: 'Evaluate prefix-tuned adapters with full forward passes (evaluateLoss, logits).',
+      });
+    }
     const att = attention(tape, b, q, k, val, x.segments, {
       batchSize: x.B,
       numHeads: c.numAttentionHeads,
       numKvHeads: c.numKeyValueHeads,
-      prefixK: cached ? tape.leaf(cached.k) : undefined,
-      prefixV: cached ? tape.leaf(cached.v) : undefined,
+      prefixK: cached ? tape.leaf(cached.k) : trained?.k,
+      prefixV: cached ? tape.leaf(cached.v) : trained?.v,
     }); // (N, Hq·D)
     const h2 = add(tape, b, h, proj('self_attn.o_proj', att)); // (N, C)
     const y2 = rmsnorm(tape, b, h2, v[`${p}post_attention_layernorm.weight`], eps); // (N, C)
@@ -319,7 +366,7 @@ export class LlamaModel {
   private project(tape: Tape, b: Batch, v: Record<string, Var>, module: string, x: Var, hook?: ProjectionHook): Var {
     const w = v[`${module}.weight`];
     const bias = v[`${module}.bias`];
-    let y = w.value.dtype === 'f32' ? linear(tape, b, x, w) : linearLowp(tape, b, x, w); // (N, out)
+    let y = w.value instanceof QuantizedTensor ? linearQuant(tape, b, x, w) : w.value.dtype === 'f32' ? linear(tape, b, x, w) : linearLowp(tape, b, x, w); // (N, out)
     if (bias) y = addBias(tape, b, y, bias);
     return hook ? hook(tape, b, module, x, y) : y;
   }
@@ -332,6 +379,7 @@ export class LlamaModel {
 export async function loadModel(gpu: Gpu, folder: ModelFolder, options: LoadModelOptions = {}): Promise<LlamaModel> {
   const dtype = options.dtype ?? 'f32';
   if (dtype !== 'f32' && dtype !== 'bf16') throw new InvalidArgumentError(`Weight dtype must be "f32" or "bf16"; got ${JSON.stringify(dtype)}.`);
+  const quant = options.quant ? resolveQuantOptions(options.quant) : null;
   const c = folder.config;
   if (c.headDim % 2 !== 0 || c.headDim > MAX_HEAD_DIM) {
     throw new UnsupportedModelError(`Head dimension ${c.headDim} is not supported: it must be even and at most ${MAX_HEAD_DIM}.`);
@@ -341,8 +389,15 @@ export async function loadModel(gpu: Gpu, folder: ModelFolder, options: LoadMode
   try {
     for await (const w of streamRawWeights(folder, { signal: options.signal, onProgress: options.onProgress })) {
       const lowp = dtype === 'bf16' && w.name.endsWith('_proj.weight');
-      params[w.name] = await gpu.scoped(() => uploadWeight(gpu, w, lowp));
+      params[w.name] = await gpu.scoped(() =>
+        w.quantized
+          ? w.name.endsWith('_proj.weight')
+            ? uploadQuantized(gpu, w.quantized, w.name)
+            : tensorFromArray(gpu, dequantizeMatrix(w.quantized), w.shape, 'f32', { label: w.name }) // a quantized embedding or head is decoded
+          : quant && w.name.endsWith('_proj.weight') ? uploadQuantizedWeight(gpu, w, quant) : uploadWeight(gpu, w, lowp),
+      );
     }
+    shareLayerWeights(c, params);
     if (options.signal?.aborted) throw new CancelledError('Loading the weights was cancelled.');
     const scaling = c.ropeScaling && {
       rope_type: 'llama3',
@@ -359,6 +414,26 @@ export async function loadModel(gpu: Gpu, folder: ModelFolder, options: LoadMode
     throw e;
   }
   return new LlamaModel(gpu, c, params, dtype, invFreq);
+}
+
+/**
+ * Blocks shared across depth (config `layerWeightSource`): a layer that runs with another layer's
+ * weights gets that layer's tensors under its own names (the same GPU buffers, not copies).
+ */
+function shareLayerWeights(c: ModelConfig, params: Record<string, Tensor>): void {
+  const source = c.layerWeightSource;
+  if (!source) return;
+  source.forEach((s, l) => {
+    if (s === l) return;
+    const from = `model.layers.${s}.`;
+    for (const name of Object.keys(params)) if (name.startsWith(from)) params[`model.layers.${l}.${name.slice(from.length)}`] = params[name];
+  });
+}
+
+/** Quantizes one projection weight on the CPU (from its checkpoint dtype) and uploads it. */
+function uploadQuantizedWeight(gpu: Gpu, w: RawWeight, quant: QuantOptions): Tensor {
+  const n = w.shape.reduce((a, d) => a * d, 1);
+  return uploadQuantized(gpu, quantizeMatrix(decodeToF32(w.dtype, w.bytes, new Float32Array(n)), w.shape, quant), w.name);
 }
 
 /** Uploads one weight: as 16-bit values when `lowp`, else as f32. */
@@ -516,6 +591,8 @@ export interface LossBatches {
   rowsTotal: number;
   /** An adapter's projection hook for the (non-recording) tape of each batch. */
   projection?: (tape: Tape) => ProjectionHook | undefined;
+  /** An adapter's forward options (hooks) for the tape of each batch; they override `projection`. */
+  forward?: (tape: Tape) => ForwardOptions;
   signal?: AbortSignal;
   onProgress?: (p: { rowsDone: number; rowsTotal: number }) => void;
 }
@@ -540,7 +617,7 @@ export async function meanLossOverBatches(model: LlamaModel, o: LossBatches): Pr
           const tape = new Tape();
           tape.recording = false;
           const b = new Batch(gpu, 'eval');
-          const loss = model.loss(tape, b, inputs, { projection: o.projection?.(tape) }); // (1)
+          const loss = model.loss(tape, b, inputs, { projection: o.projection?.(tape), ...o.forward?.(tape) }); // (1)
           b.encoder.copyBufferToBuffer(loss.value.buffer, 0, losses.buffer, i * 4, 4);
           tape.releaseUnrecorded();
           b.submit();

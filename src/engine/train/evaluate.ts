@@ -9,10 +9,16 @@
 import { Tape, type Var } from '../autograd/tape.ts';
 import type { Tensor } from '../gpu/tensor.ts';
 import { TokenGroups } from '../kernels/embedding.ts';
-import { type LlamaModel, type LossResult, type ProjectionHook, meanLossOverBatches, planBatches } from '../model/llama.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import { type ForwardOptions, IGNORE_INDEX, type LlamaModel, type LossResult, type ProjectionHook, type TokenRow, meanLossOverBatches, planBatches } from '../model/llama.ts';
 import { type Row, uploadBatch } from './batches.ts';
 
-/** What the trainer needs of an adapter: trainable tensors with gradient buffers, leaves and a projection hook. */
+/**
+ * What the trainer needs of an adapter: trainable tensors with gradient buffers, leaves, and how it
+ * enters the forward pass — a projection hook (LoRA), or forward options (any hooks of
+ * ForwardOptions, or the trainable weights themselves as parameter overrides). An adapter gives
+ * forwardOptions, hook, or both; forwardOptions wins.
+ */
 export interface TrainableAdapter {
   /** Trainable f32 tensors with their gradient buffers, in a fixed order. */
   readonly params: readonly { name: string; value: Tensor; grad: Tensor }[];
@@ -21,7 +27,18 @@ export interface TrainableAdapter {
   /** A leaf per parameter for `tape`: with its gradient buffer in training mode. */
   leaves(tape: Tape): Map<string, Var>;
   /** The hook that applies the adapter to the model's projections; `step` seeds dropout. */
-  hook(tape: Tape, leaves: Map<string, Var>, step?: number): ProjectionHook;
+  hook?(tape: Tape, leaves: Map<string, Var>, step?: number): ProjectionHook;
+  /** The forward options that apply the adapter, with `leaves` of the tape the forward records on; `step` seeds dropout. */
+  forwardOptions?(tape: Tape, leaves: Map<string, Var>, step?: number): ForwardOptions;
+  /** Rewrites prepared rows before they are batched (prompt tuning prepends its virtual tokens); rows the adapter takes as they are when absent. */
+  adaptRows?(rows: readonly Row[]): Row[];
+}
+
+/** The forward options that apply `adapter` on `tape` with its `leaves` (forwardOptions, else the projection hook). */
+export function adapterForward(adapter: TrainableAdapter, tape: Tape, leaves: Map<string, Var>, step?: number): ForwardOptions {
+  if (adapter.forwardOptions) return adapter.forwardOptions(tape, leaves, step);
+  if (adapter.hook) return { projection: adapter.hook(tape, leaves, step) };
+  throw new InvalidArgumentError('The adapter gives neither forwardOptions nor a projection hook, so it cannot enter the forward pass.');
 }
 
 export interface EvaluateRowsOptions {
@@ -32,12 +49,14 @@ export interface EvaluateRowsOptions {
 }
 
 /**
- * The loss of `model` (with `adapter` applied when given) over prepared rows. The adapter's
- * training mode is off during the evaluation and restored afterwards.
+ * The loss of `model` (with `adapter` applied when given) over prepared rows, rewritten by the
+ * adapter's adaptRows first when it has one. The adapter's training mode is off during the
+ * evaluation and restored afterwards.
  */
 export async function evaluateRows(model: LlamaModel, adapter: TrainableAdapter | null, rows: readonly Row[], options: EvaluateRowsOptions = {}): Promise<LossResult> {
   model.assertLive();
   if (rows.length === 0) return { loss: NaN, tokens: 0 };
+  if (adapter?.adaptRows) rows = adapter.adaptRows(rows);
   const gpu = model.gpu;
   const batches = planBatches(rows.map((r) => r.ids.length), options.batchTokens ?? 2048);
   const capacity = Math.max(...batches.map((b) => b.length * Math.max(...b.map((i) => rows[i].ids.length))));
@@ -50,7 +69,7 @@ export async function evaluateRows(model: LlamaModel, adapter: TrainableAdapter 
       inputsFor: (i) => uploadBatch(gpu, rows, batches[i], groups),
       rowsIn: (i) => batches[i].length,
       rowsTotal: rows.length,
-      projection: adapter ? (tape) => adapter.hook(tape, adapter.leaves(tape)) : undefined,
+      forward: adapter ? (tape) => adapterForward(adapter, tape, adapter.leaves(tape)) : undefined,
       signal: options.signal,
       onProgress: options.onProgress,
     });
@@ -58,4 +77,13 @@ export async function evaluateRows(model: LlamaModel, adapter: TrainableAdapter 
     if (adapter) adapter.training = wasTraining;
     groups.release();
   }
+}
+
+/** A checked TokenRow (ids in the vocabulary, labels aligned) as a Row: one sequence, segment 0, positions from 0, its counted next-token targets. */
+export function tokenRowToRow(r: TokenRow): Row {
+  const ids = Int32Array.from(r.inputIds);
+  const labels = Int32Array.from(r.labels ?? r.inputIds);
+  let count = 0;
+  for (let t = 1; t < labels.length; t++) if (labels[t] !== IGNORE_INDEX) count++;
+  return { ids, labels, segments: new Int32Array(ids.length), positions: Int32Array.from(ids, (_, t) => t), count };
 }

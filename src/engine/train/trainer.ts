@@ -29,7 +29,7 @@ import { type ScheduleName, type ScheduleOptions, isScheduleName, learningRate, 
 import { type BatchSizing, type TrainExample, fingerprintRows, planEpoch, prepareRows, stepsInEpoch, uploadBatch } from './batches.ts';
 import { type CheckpointStore, type DataPlan, type TrainCheckpoint, latestCheckpoint, pruneCheckpoints } from './checkpoint.ts';
 import { DivergenceGuard, type DivergenceOptions, type DivergenceReason, TrainingDivergedError, divergenceMessage } from './divergence.ts';
-import { type TrainableAdapter, evaluateRows } from './evaluate.ts';
+import { type TrainableAdapter, adapterForward, evaluateRows } from './evaluate.ts';
 import type { StepMetrics, TrainProgress } from './metrics.ts';
 
 export type { TrainableAdapter } from './evaluate.ts';
@@ -141,7 +141,8 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
   const r = resolveOptions(o);
   const V = model.config.vocabSize;
   const prepared = prepareRows(args.train, V, o.seqLen, 'example');
-  const rows = prepared.rows;
+  // Batches are planned on the rows as the adapter reads them (prompt tuning adds virtual tokens); the data fingerprint is the examples'.
+  const rows = adapter.adaptRows ? adapter.adaptRows(prepared.rows) : prepared.rows;
   if (rows.length === 0) {
     throw new InvalidArgumentError(`None of the ${args.train.length} training examples has a token to learn from (every label is -100 or the example has one token).`, {
       hint: 'Check the loss mask of the dataset (train on the prompt, or fix the assistant turns).',
@@ -149,7 +150,7 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
   }
   const valRows = args.validation ? prepareRows(args.validation, V, o.seqLen, 'validation example').rows : [];
   const lengths = rows.map((row) => row.ids.length);
-  const plan: DataPlan = { seed: o.seed, sizing: r.sizing, gradAccum: r.gradAccum, seqLen: o.seqLen, data: fingerprintRows(rows) };
+  const plan: DataPlan = { seed: o.seed, sizing: r.sizing, gradAccum: r.gradAccum, seqLen: o.seqLen, data: fingerprintRows(prepared.rows) };
 
   // The data order: epoch plans are recomputed from the seed when needed, never stored.
   let cached: { epoch: number; plan: number[][] } | null = null;
@@ -343,7 +344,7 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
           const b = new Batch(gpu, `train step ${step + 1}.${j}`);
           if (j === 0) optimizer.zeroGrad(b);
           const leaves = adapter.leaves(tape);
-          const loss = model.loss(tape, b, inputs, { projection: adapter.hook(tape, leaves, microSteps), checkpointBlocks: o.checkpointBlocks }); // (1)
+          const loss = model.loss(tape, b, inputs, { ...adapterForward(adapter, tape, leaves, microSteps), checkpointBlocks: o.checkpointBlocks }); // (1)
           b.encoder.copyBufferToBuffer(loss.value.buffer, 0, (scalars as Tensor).buffer, j * 4, 4);
           const seed = createTensor(gpu, [1], 'f32', { transient: true, label: 'train.seed' }); // (1) d(step loss)/d(micro-batch loss); the tape takes it
           fill(b, seed, counts[j] / total);

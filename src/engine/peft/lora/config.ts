@@ -314,7 +314,8 @@ export function parseLoraConfig(json: unknown, file = 'adapter_config.json'): Lo
   };
 }
 
-function fullMatchRegex(pattern: string, key: string, file?: string): RegExp {
+/** A regex that must match a whole module path; AdapterConfigError naming `key` when it does not compile. */
+export function fullMatchRegex(pattern: string, key: string, file?: string): RegExp {
   try {
     return new RegExp(`^(?:${pattern})$`);
   } catch (e) {
