@@ -1,0 +1,192 @@
+// Full fine-tuning for small models: every weight of the model trainable, as f32 master copies on the
+// GPU (the loaded model stays as it was, so disabling gives the base model back), each with an f32
+// gradient buffer; AdamW's two moments come from the optimizer. The forward uses the copies as
+// parameter overrides. Before copying, the memory check estimates weights + copies + gradients +
+// AdamW state (5 × 4 bytes per value) and refuses a model over the budget with a typed error. Saved
+// as a Hugging Face model folder (config.json, model.safetensors in f32, the tokenizer and
+// generation files of the source folder) that loadModel opens like any other model.
+
+import { Tape, type Var } from '../../autograd/tape.ts';
+import { AdapterConfigError, InvalidArgumentError, MissingFileError } from '../../errors.ts';
+import { formatBytes } from '../../gpu/allocator.ts';
+import { Batch } from '../../gpu/batch.ts';
+import { readTensor } from '../../gpu/readback.ts';
+import { type Tensor, createTensor, tensorFromArray } from '../../gpu/tensor.ts';
+import { affine, fill } from '../../kernels/elementwise.ts';
+import type { AdapterDType } from '../../io/export-peft.ts';
+import { encodeFloats } from '../../io/export-peft.ts';
+import { CONFIG_FILE, type FileSet, GENERATION_CONFIG_FILE, SINGLE_WEIGHTS_FILE, TOKENIZER_FILES, openModelFolder, streamWeights } from '../../io/model-folder.ts';
+import { type TensorToWrite, writeSafetensors } from '../../io/safetensors.ts';
+import type { ForwardOptions, LlamaModel } from '../../model/llama.ts';
+import type { PeftAdapter, SavedFiles } from '../adapter.ts';
+
+/** Bytes full fine-tuning may plan for by default (weights, copies, gradients, AdamW moments). */
+export const FULL_FINE_TUNE_BUDGET_BYTES = 4 * 1024 ** 3;
+
+/** Where a full fine-tune's export takes config.json and the tokenizer files from. */
+export interface FullSource {
+  rawConfig: Record<string, unknown>;
+  files?: FileSet;
+}
+
+interface Param {
+  name: string;
+  value: Tensor;
+  grad: Tensor;
+}
+
+/** The bytes full fine-tuning of `model` needs: 4 bytes × values × (weights, copies, gradients, 2 AdamW moments). */
+export function fullFineTuneBytes(model: LlamaModel): number {
+  let values = 0;
+  for (const t of new Set(Object.values(model.params))) values += t.numel;
+  return values * 4 * 5;
+}
+
+/** Throws InvalidArgumentError (with the estimate) when full fine-tuning `model` needs more than `budget` bytes, or its weights are not f32. */
+export function checkFullFineTune(model: LlamaModel, budget = FULL_FINE_TUNE_BUDGET_BYTES): void {
+  const need = fullFineTuneBytes(model);
+  if (need > budget) {
+    throw new InvalidArgumentError(`Full fine-tuning this model needs about ${formatBytes(need)} of GPU memory (weights, f32 master copies, gradients and AdamW state) before activations; the budget is ${formatBytes(budget)}.`, {
+      hint: 'Use LoRA, DoRA or IA3 for a model this size, or a smaller model.',
+    });
+  }
+  const stored = Object.entries(model.params).find(([, t]) => t.dtype !== 'f32');
+  if (model.weightDtype !== 'f32' || stored) {
+    throw new InvalidArgumentError(`Full fine-tuning trains f32 weights; ${stored ? `"${stored[0]}" is stored as ${stored[1].dtype}` : `the projections are stored as ${model.weightDtype}`}.`, {
+      hint: 'Load the model with --dtype f32 and without quantization.',
+    });
+  }
+  const names = Object.keys(model.params);
+  if (new Set(Object.values(model.params)).size !== names.length) {
+    throw new InvalidArgumentError('This model shares weights between layers; full fine-tuning trains each named weight on its own and does not support that.');
+  }
+}
+
+export class FullFineTune implements PeftAdapter {
+  readonly method = 'full';
+  readonly params: Param[] = [];
+  training: boolean;
+  enabled = true;
+  readonly model: LlamaModel;
+  readonly source: FullSource | null;
+  private released = false;
+
+  /** Copies of the model's weights (or `values`, by name) as trainable f32 tensors. */
+  constructor(model: LlamaModel, source: FullSource | null, training: boolean, values?: ReadonlyMap<string, Float32Array>) {
+    this.model = model;
+    this.source = source;
+    this.training = training;
+    const gpu = model.gpu;
+    const b = new Batch(gpu, 'full.copy');
+    try {
+      for (const [name, t] of Object.entries(model.params)) {
+        const given = values?.get(name);
+        if (values && !given) throw new AdapterConfigError(`The saved model has no weight "${name}".`);
+        if (given && given.length !== t.numel) throw new AdapterConfigError(`The saved weight "${name}" has ${given.length} values; the model's has ${t.numel}.`);
+        const value = given ? tensorFromArray(gpu, given, t.shape, 'f32', { label: name }) : createTensor(gpu, t.shape, 'f32', { label: name });
+        if (!given) affine(b, t, value, 1);
+        const grad = createTensor(gpu, t.shape, 'f32', { label: `${name}.grad` });
+        this.params.push({ name, value, grad });
+      }
+      for (const p of this.params) fill(b, p.grad, 0);
+      b.submit();
+    } catch (e) {
+      this.release();
+      throw e;
+    }
+  }
+
+  get parameterCount(): number {
+    return this.params.reduce((n, p) => n + p.value.numel, 0);
+  }
+
+  get parameterBytes(): number {
+    return this.params.reduce((n, p) => n + p.value.byteLength + p.grad.byteLength, 0);
+  }
+
+  get savedConfig(): Record<string, unknown> {
+    return { ...(this.source?.rawConfig ?? {}), torch_dtype: 'float32' };
+  }
+
+  describe(): string {
+    return `all ${this.params.length} weights`;
+  }
+
+  leaves(tape: Tape, requiresGrad = this.training): Map<string, Var> {
+    this.assertLive();
+    return new Map(this.params.map((p) => [p.name, requiresGrad ? tape.leaf(p.value, { grad: p.grad, name: p.name }) : tape.leaf(p.value, { name: p.name })]));
+  }
+
+  forwardOptions(_tape: Tape, leaves: Map<string, Var>): ForwardOptions {
+    if (!this.enabled) return {};
+    return { params: Object.fromEntries(leaves) };
+  }
+
+  inferenceOptions(): ForwardOptions {
+    return this.forwardOptions(new Tape(), this.leaves(new Tape(), false));
+  }
+
+  /** A Hugging Face model folder: config.json (torch_dtype float32), model.safetensors (f32), and the source's tokenizer and generation files. */
+  async exportFiles(options: { dtype?: AdapterDType } = {}): Promise<SavedFiles> {
+    this.assertLive();
+    if (!this.source) throw new InvalidArgumentError('The full fine-tune was made without its source folder, so config.json cannot be written; create it with `source`.');
+    const dtype = options.dtype ?? 'f32';
+    const tensors: TensorToWrite[] = [];
+    for (const p of this.params) tensors.push({ name: p.name, shape: p.value.shape, ...encodeFloats(await readTensor(p.value as Tensor & { dtype: 'f32' }), dtype) });
+    const torchDtype = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' }[dtype];
+    const out: SavedFiles = new Map([
+      [CONFIG_FILE, new TextEncoder().encode(`${JSON.stringify({ ...this.source.rawConfig, torch_dtype: torchDtype }, null, 2)}\n`)],
+      [SINGLE_WEIGHTS_FILE, writeSafetensors(tensors, { format: 'pt' })],
+    ]);
+    const files = this.source.files;
+    if (files) {
+      const listed = new Set(files.list());
+      for (const name of [GENERATION_CONFIG_FILE, ...TOKENIZER_FILES]) {
+        if (!listed.has(name)) continue;
+        const src = await files.open(name);
+        try {
+          out.set(name, await src.read(0, src.size));
+        } finally {
+          await src.close?.();
+        }
+      }
+    }
+    return out;
+  }
+
+  zeroGrads(b: Batch): void {
+    this.assertLive();
+    for (const p of this.params) fill(b, p.grad, 0);
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    for (const p of this.params) {
+      p.value.release();
+      p.grad.release();
+    }
+  }
+
+  assertLive(): void {
+    if (this.released) throw new InvalidArgumentError('The full fine-tune was released.');
+  }
+}
+
+/** Full fine-tuning of `model` (after the memory check), starting from its weights. Starts in training mode. */
+export function createFullFineTune(model: LlamaModel, options: { source?: FullSource | null; budgetBytes?: number } = {}): FullFineTune {
+  model.assertLive();
+  checkFullFineTune(model, options.budgetBytes);
+  return new FullFineTune(model, options.source ?? null, true);
+}
+
+/** Loads a fine-tuned model folder's weights as a full fine-tune of `model` (the same architecture and sizes; training off). */
+export async function loadFullFineTune(model: LlamaModel, files: FileSet): Promise<FullFineTune> {
+  model.assertLive();
+  checkFullFineTune(model, Number.POSITIVE_INFINITY);
+  if (!files.list().includes(CONFIG_FILE)) throw new MissingFileError(`${CONFIG_FILE} is missing; a fine-tuned model folder holds it.`, { file: CONFIG_FILE });
+  const folder = await openModelFolder(files);
+  const values = new Map<string, Float32Array>();
+  for await (const w of streamWeights(folder)) values.set(w.name, w.data);
+  return new FullFineTune(model, { rawConfig: folder.rawConfig, files }, false, values);
+}
