@@ -361,7 +361,7 @@ describe('bad model folders', () => {
     let e = await errorOf(openModelDirectory(await folder({ 'config.json': LLAMA, 'consolidated.safetensors': 'x' })));
     expect(e).toBeInstanceOf(MissingFileError);
     expect(e.message).toMatch(/neither model\.safetensors nor model\.safetensors\.index\.json \(found consolidated\.safetensors\)/);
-    e = await errorOf(openModelDirectory(await folder({ 'config.json': { ...LLAMA, quantization_config: { quant_method: 'bitsandbytes' } } })));
+    e = await errorOf(openModelDirectory(await folder({ 'config.json': { ...LLAMA, quantization_config: { quant_method: 'gptq' } } })));
     expect(e).toBeInstanceOf(UnsupportedModelError);
     expect(e.hint).toMatch(/unquantized/);
   });

@@ -26,6 +26,8 @@ import {
   readTensorF32,
 } from './safetensors.ts';
 import { type ByteSource, type UrlSourceOptions, blobSource, openUrlSource, readText } from './source.ts';
+import { type QuantizedParts, READABLE_QUANT_METHODS, assembleQuantized, locateQuantized, partNames } from '../quant/bnb-format.ts';
+import { type QuantizedMatrix, dequantizeMatrix } from '../quant/format.ts';
 
 /** The files of one folder, opened by name. */
 export interface FileSet {
@@ -118,6 +120,16 @@ export interface WeightLocation {
   /** The weight file holding it. */
   file: string;
   entry: TensorEntry;
+  /**
+   * A clustered weight (docs/compression.md): `entry` is `<name>.indices` (U8) and this is
+   * `<name>.codebook` (F32 [k]) in the same file; the weight reads as F32 codebook[index].
+   */
+  codebook?: TensorEntry;
+  /**
+   * A quantized weight (bitsandbytes NF4/FP4 or LLM.int8 layout, or INT4 groups; quant/bnb-format.ts):
+   * its parts in `file`; `entry` is the packed weight.
+   */
+  quantized?: QuantizedParts;
 }
 
 export interface ModelFolder {
@@ -195,10 +207,11 @@ export async function openModelFolder(files: FileSet, options: OpenOptions = {})
   }
   const cfg = await readJson(files, CONFIG_FILE);
   const config = parseModelConfig(cfg.value, cfg.file);
-  if (config.quantization !== null) {
+  // bitsandbytes (NF4/FP4, LLM.int8) and INT4-group checkpoints are read (quant/bnb-format.ts); other methods are not.
+  if (config.quantization !== null && !READABLE_QUANT_METHODS.includes(config.quantization)) {
     throw new UnsupportedModelError(`The checkpoint is pre-quantized (${config.quantization}); its weights are not plain float tensors.`, {
       file: cfg.file,
-      hint: 'Load the unquantized (float16/bfloat16) model; Whetstone quantizes it itself for QLoRA.',
+      hint: 'Load the unquantized (float16/bfloat16) model, or a bitsandbytes one; Whetstone quantizes it itself for QLoRA.',
     });
   }
 
@@ -269,7 +282,8 @@ export async function openModelFolder(files: FileSet, options: OpenOptions = {})
   }
 
   const expected = expectedWeights(config);
-  const missing = expected.filter((w) => !located.has(w.name));
+  const clustered = (name: string) => located.has(`${name}.indices`) && located.has(`${name}.codebook`);
+  const missing = expected.filter((w) => !located.has(w.name) && !clustered(w.name));
   if (missing.length > 0) {
     const list = missing.slice(0, 5).map((w) => w.name);
     throw new WeightMismatchError(
@@ -278,11 +292,21 @@ export async function openModelFolder(files: FileSet, options: OpenOptions = {})
     );
   }
   const weights: WeightLocation[] = [];
-  for (const w of expected) weights.push(checkWeight(w, located.get(w.name) as { file: string; index: SafetensorsIndex; entry: TensorEntry }));
+  type Located = { file: string; index: SafetensorsIndex; entry: TensorEntry };
+  const int4Group = int4GroupSize(cfg.value);
+  for (const w of expected) {
+    const at = located.get(w.name);
+    const quantized = at ? locateQuantized(w.name, w.shape, (n) => located.get(n)) : null;
+    if (quantized) {
+      weights.push({ name: w.name, shape: w.shape, dtype: quantized.entries.weight.dtype, file: quantized.file, entry: quantized.entries.weight, quantized: { ...quantized, groupSize: int4Group } });
+      continue;
+    }
+    weights.push(at ? checkWeight(w, at) : checkClustered(w, located.get(`${w.name}.indices`) as Located, located.get(`${w.name}.codebook`) as Located));
+  }
   const order = new Map(shardFiles.map((f, i) => [f, i]));
   weights.sort((a, b) => (order.get(a.file) as number) - (order.get(b.file) as number) || a.entry.offset - b.entry.offset);
 
-  const expectedNames = new Set(expected.map((w) => w.name));
+  const expectedNames = new Set(weights.flatMap((w) => (w.codebook ? [w.entry.name, w.codebook.name] : w.quantized ? partNames(w.quantized) : [w.name])));
   const unused = new Set([...located.keys()].filter((n) => !expectedNames.has(n)));
   for (const s of shards) for (const n of s.index.tensors.keys()) if (!expectedNames.has(n)) unused.add(n);
 
@@ -295,8 +319,28 @@ export async function openModelFolder(files: FileSet, options: OpenOptions = {})
     shards,
     weights,
     unusedTensors: [...unused],
-    weightBytes: weights.reduce((a, w) => a + w.entry.byteLength, 0),
+    weightBytes: weights.reduce((a, w) => a + locationBytes(w), 0),
   };
+}
+
+/** Bytes of every tensor a weight reads. */
+function locationBytes(w: WeightLocation): number {
+  if (w.quantized) return Object.values(w.quantized.entries).reduce((a, e) => a + e.byteLength, 0);
+  return w.entry.byteLength + (w.codebook?.byteLength ?? 0);
+}
+
+/** config.json's quantization_config.group_size for INT4 folders (default 64). */
+function int4GroupSize(raw: unknown): number {
+  const q = (raw as { quantization_config?: { quant_method?: unknown; group_size?: unknown } }).quantization_config;
+  return q && q.quant_method === 'whetstone-int4' && typeof q.group_size === 'number' ? q.group_size : 64;
+}
+
+/** Reads every part of a quantized weight and decodes them into a QuantizedMatrix. */
+async function readQuantized(source: ByteSource, w: WeightLocation, options: ReadOptions): Promise<QuantizedMatrix> {
+  const q = w.quantized as QuantizedParts;
+  const bytes: Record<string, Uint8Array> = {};
+  for (const [role, entry] of Object.entries(q.entries)) bytes[role] = await readTensor(source, entry, options);
+  return assembleQuantized(w.name, w.shape, q, bytes, q.groupSize);
 }
 
 function checkWeight(w: WeightSpec, at: { file: string; index: SafetensorsIndex; entry: TensorEntry }): WeightLocation {
@@ -314,6 +358,53 @@ function checkWeight(w: WeightSpec, at: { file: string; index: SafetensorsIndex;
     });
   }
   return { name: w.name, shape: w.shape, dtype: entry.dtype, file: at.file, entry };
+}
+
+/** A clustered weight's indices and codebook, checked against the shape the config needs. */
+function checkClustered(w: WeightSpec, indices: { file: string; index: SafetensorsIndex; entry: TensorEntry }, codebook: { file: string; entry: TensorEntry }): WeightLocation {
+  const file = indices.index.file;
+  const n = w.shape.reduce((a, d) => a * d, 1);
+  const k = codebook.entry.shape.reduce((a, d) => a * d, 1);
+  const count = indices.entry.shape.reduce((a, d) => a * d, 1);
+  const fail = (what: string) => new WeightMismatchError(`Clustered weight "${w.name}": ${what}`, { file, byteOffset: indices.entry.offset });
+  if (indices.file !== codebook.file) throw fail(`its indices (${indices.file}) and codebook (${codebook.file}) must be in the same file.`);
+  if (indices.entry.dtype !== 'U8' || codebook.entry.dtype !== 'F32') {
+    throw fail(`indices must be U8 and the codebook F32; got ${indices.entry.dtype} and ${codebook.entry.dtype}.`);
+  }
+  if (codebook.entry.shape.length !== 1 || k < 1 || k > 256) throw fail(`the codebook must be a vector of 1 to 256 values; got shape [${codebook.entry.shape.join(', ')}].`);
+  const packed = k <= 16 && indices.entry.shape.length === 1 && count === Math.ceil(n / 2) && count !== n;
+  if (!packed && !(count === n && sameShape(indices.entry.shape, w.shape))) {
+    throw fail(
+      `indices have shape [${indices.entry.shape.join(', ')}]; expected [${w.shape.join(', ')}] (one byte per value)${k <= 16 ? ` or [${Math.ceil(n / 2)}] (two 4-bit indices per byte)` : ''}.`,
+    );
+  }
+  return { name: w.name, shape: w.shape, dtype: 'F32', file: indices.file, entry: indices.entry, codebook: codebook.entry };
+}
+
+/**
+ * Values of a clustered weight: codebook[index] per element. Indices are one byte per value, or two
+ * 4-bit indices per byte (the even element in the high nibble) when `indices` has ceil(n / 2) bytes.
+ */
+export function decodeClusteredValues(indices: Uint8Array, codebook: Float32Array, n: number, name: string): Float32Array {
+  const packed = indices.length !== n;
+  if (packed && (codebook.length > 16 || indices.length !== Math.ceil(n / 2))) {
+    throw new WeightMismatchError(`Clustered weight "${name}" has ${indices.length} index bytes for ${n} values and a codebook of ${codebook.length}.`);
+  }
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const k = packed ? (i % 2 === 0 ? indices[i >> 1] >> 4 : indices[i >> 1] & 15) : indices[i];
+    if (k >= codebook.length) throw new WeightMismatchError(`Clustered weight "${name}": index ${k} at element ${i} is outside its codebook of ${codebook.length}.`);
+    out[i] = codebook[k];
+  }
+  return out;
+}
+
+/** Reads and reconstructs a clustered weight (f32). */
+async function readClustered(source: ByteSource, w: WeightLocation, options: ReadOptions): Promise<Float32Array> {
+  const codebookEntry = w.codebook as TensorEntry;
+  const codebook = await readTensorF32(source, codebookEntry, options);
+  const indices = await readTensor(source, w.entry, options);
+  return decodeClusteredValues(indices, codebook, w.shape.reduce((a, d) => a * d, 1), w.name);
 }
 
 function parseWeightMap(v: unknown, file: string): Map<string, string> {
@@ -349,6 +440,8 @@ export interface RawWeight {
   shape: number[];
   /** Little-endian elements of `dtype`. */
   bytes: Uint8Array;
+  /** A quantized weight, decoded from its parts (`bytes` then holds its packed codes). */
+  quantized?: QuantizedMatrix;
 }
 
 export interface StreamOptions extends ReadOptions {
@@ -377,7 +470,7 @@ async function* streamLocations<T>(
       for (const w of mine) {
         checkCancelled(options.signal, 'Loading the weights');
         const value = await read(source, w);
-        bytesDone += w.entry.byteLength;
+        bytesDone += locationBytes(w);
         done++;
         options.onProgress?.({ tensor: w.name, done, total: folder.weights.length, bytesDone, bytesTotal: folder.weightBytes });
         yield value;
@@ -397,16 +490,39 @@ export function streamWeights(folder: ModelFolder, options: StreamOptions = {}):
     name: w.name,
     dtype: w.dtype,
     shape: w.shape,
-    data: await readTensorF32(source, w.entry, options),
+    data: await readLocationF32(source, w, options),
   }));
+}
+
+/** One weight's values as f32 from its opened file: plain, clustered or quantized (decoded). */
+function readLocationF32(source: ByteSource, w: WeightLocation, options: ReadOptions): Promise<Float32Array> {
+  if (w.codebook) return readClustered(source, w, options);
+  if (w.quantized) return readQuantized(source, w, options).then(dequantizeMatrix);
+  return readTensorF32(source, w.entry, options);
+}
+
+/** Reads one weight of the folder (one of `folder.weights`) as f32, opening and closing its file. */
+export async function readWeightF32(folder: ModelFolder, w: WeightLocation, options: ReadOptions = {}): Promise<Float32Array> {
+  const source = await folder.files.open(w.file);
+  try {
+    return await readLocationF32(source, w, options);
+  } finally {
+    await source.close?.();
+  }
 }
 
 /** Like streamWeights, but yields the stored bytes unconverted (for bf16/f16 GPU storage). */
 export function streamRawWeights(folder: ModelFolder, options: StreamOptions = {}): AsyncGenerator<RawWeight> {
-  return streamLocations(folder, options, async (source, w) => ({
-    name: w.name,
-    dtype: w.dtype,
-    shape: w.shape,
-    bytes: await readTensor(source, w.entry, options),
-  }));
+  return streamLocations(folder, options, async (source, w) => {
+    if (w.quantized) {
+      const quantized = await readQuantized(source, w, options);
+      return { name: w.name, dtype: w.dtype, shape: w.shape, bytes: quantized.codes, quantized };
+    }
+    return {
+      name: w.name,
+      dtype: w.dtype,
+      shape: w.shape,
+      bytes: w.codebook ? new Uint8Array((await readClustered(source, w, options)).buffer) : await readTensor(source, w.entry, options),
+    };
+  });
 }
