@@ -1,5 +1,6 @@
 // `whetstone eval --model DIR --data FILE [--adapter DIR] [--json]`: the causal-LM loss and perplexity
-// of a model (with a PEFT LoRA adapter on top when --adapter is given) on a dataset file. JSONL rows
+// of a model (with an adapter on top when --adapter is given: any registered method, detected from its
+// saved files, e.g. a PEFT LoRA or IA3 folder) on a dataset file. JSONL rows
 // `{"text": "..."}` (tokenized with the model's tokenizer, special tokens added as the tokenizer adds
 // them, every token counted) or `{"input_ids": [...], "labels"?: [...]}` (labels aligned with
 // input_ids, -100 not counted) are read directly. Every other file or row format the trainer takes
@@ -19,8 +20,10 @@ import type { ExampleFormat } from '../engine/data/formats.ts';
 import { openFileSource } from '../engine/io/source-node.ts';
 import { IGNORE_INDEX, type TokenRow, evaluateLoss } from '../engine/model/llama.ts';
 import type { Tokenizer } from '../engine/model/tokenizer.ts';
-import { withAdapter } from '../engine/peft/lora/index.ts';
-import { intArg, loadCliAdapter, loadCliModel, loadFolderTokenizer, openModelArg } from './model-args.ts';
+import { withForwardOptions } from '../engine/peft/adapter.ts';
+import { evaluateRows, tokenRowToRow } from '../engine/train/evaluate.ts';
+import { ACT_INT8_FLAGS, QUANT_FLAGS, activationInt8Options, parseQuantFlags } from './quantize.ts';
+import { intArg, loadCliMethodAdapter, loadCliModel, loadFolderTokenizer, openModelArg } from './model-args.ts';
 
 /** Longest JSONL line accepted, in UTF-16 code units. */
 export const MAX_LINE_CHARS = 64 * 1024 * 1024;
@@ -184,6 +187,8 @@ export async function evalCommand(args: string[]): Promise<number> {
       adapter: { type: 'string' },
       json: { type: 'boolean', default: false },
       dtype: { type: 'string' },
+      ...QUANT_FLAGS,
+      ...ACT_INT8_FLAGS,
       'batch-tokens': { type: 'string' },
       format: { type: 'string' },
       'train-on-prompt': { type: 'boolean', default: false },
@@ -209,10 +214,25 @@ export async function evalCommand(args: string[]): Promise<number> {
         maxLength: folder.config.maxPositionEmbeddings,
       });
   if (rows.length === 0) throw new InvalidArgumentError('The data file has no rows.', { file: values.data });
-  const { gpu, model } = await loadCliModel(folder, values.dtype);
+  const { gpu, model } = await loadCliModel(folder, values.dtype, parseQuantFlags(values));
   try {
-    const adapter = values.adapter === undefined ? null : await loadCliAdapter(model, values.adapter);
-    const { loss, tokens } = await evaluateLoss(adapter ? withAdapter(model, adapter) : model, rows, { batchTokens });
+    const adapter = values.adapter === undefined ? null : await loadCliMethodAdapter(model, values.adapter);
+    let result;
+    try {
+      // INT8 activations (--act-int8) quantize the projections' inputs, under an adapter's hooks.
+      const actq = await activationInt8Options(model, values, tokenizer ? (t) => tokenizer.encode(t) : null);
+      if (actq.projectionInput && (adapter?.adaptRows || adapter?.inferenceOptions().projectionInput)) {
+        throw new InvalidArgumentError('--act-int8 works with LoRA adapters or none; this adapter rewrites rows or projection inputs itself.');
+      }
+      const options = { ...adapter?.inferenceOptions(), ...actq };
+      // An adapter that rewrites rows (prompt tuning's virtual tokens) is evaluated on rows it rewrote.
+      result = adapter?.adaptRows
+        ? await evaluateRows(model, adapter, rows.map(tokenRowToRow), { batchTokens })
+        : await evaluateLoss(adapter || actq.projectionInput ? withForwardOptions(model, options) : model, rows, { batchTokens });
+    } finally {
+      adapter?.release();
+    }
+    const { loss, tokens } = result;
     if (tokens === 0) throw new InvalidArgumentError('No token is counted: every label is -100 or every row has a single token.', { file: values.data });
     const ppl = Math.exp(loss);
     if (values.json) {

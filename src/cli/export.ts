@@ -1,5 +1,7 @@
-// `whetstone export --model M --adapter DIR --format peft|gguf|merged --out PATH`: writes a PEFT LoRA
-// adapter folder in the formats other tools load. peft: adapter_config.json and
+// `whetstone export --model M --adapter DIR --format peft|gguf|merged --out PATH`: writes a saved
+// adapter in the formats other tools load. The method is detected from the saved files (peft/methods.ts);
+// each method lists the formats it has (the others than LoRA: peft, i.e. their own saved files again,
+// checked against the model and written in --dtype, f32 by default). For LoRA — peft: adapter_config.json and
 // adapter_model.safetensors as PEFT saves them (checked against the base model, tensors in --dtype,
 // a README.md of the adapter copied along); gguf: a llama.cpp LoRA adapter (.gguf) and an Ollama
 // Modelfile beside it; merged: the base model with the adapter merged in, as a Hugging Face folder
@@ -10,9 +12,10 @@ import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FileReadError, InvalidArgumentError } from '../engine/errors.ts';
 import { type AdapterDType, exportPeftLora, importPeftLora } from '../engine/io/export-peft.ts';
-import { exportGgufLora, ollamaModelfile } from '../engine/io/export-gguf.ts';
 import { nodeFileSet } from '../engine/io/model-folder-node.ts';
+import { ggufAdapterFiles } from '../engine/train/adapter-files.ts';
 import { type ExportedFile, exportMergedModel, loadLora } from '../engine/peft/lora/index.ts';
+import { detectMethod } from '../engine/peft/methods.ts';
 import { loadCliModel, openModelArg } from './model-args.ts';
 
 const FORMATS = ['peft', 'gguf', 'merged'] as const;
@@ -71,8 +74,33 @@ export async function exportCommand(args: string[]): Promise<number> {
   const folder = await openModelArg(values.model);
   const adapterFiles = await nodeFileSet(values.adapter);
   const written: Written[] = [];
+  const method = await detectMethod(adapterFiles);
+  if (!method.exports.includes(format)) {
+    throw new InvalidArgumentError(`--format ${format} is not available for ${method.label} adapters; they export as ${method.exports.join(', ')}.`);
+  }
+  const copyCard = async () => {
+    if (adapterFiles.list().includes('README.md')) {
+      written.push(await writeBytes(join(values.out as string, 'README.md'), [await readFile(join(values.adapter as string, 'README.md'))]));
+    }
+  };
 
-  if (format === 'merged') {
+  if (method.id !== 'lora') {
+    // Other methods re-export their own files (PEFT's, or the bottleneck layout) after loading them onto the model, which checks them.
+    const { gpu, model } = await loadCliModel(folder, 'f32');
+    try {
+      const adapter = await method.load(model, adapterFiles);
+      try {
+        const files = await adapter.exportFiles({ dtype: dtypeArg(values.dtype, 'f32') });
+        for (const [name, bytes] of files) written.push(await writeBytes(join(values.out, name), [bytes]));
+      } finally {
+        adapter.release();
+      }
+    } finally {
+      model.release();
+      gpu.destroy();
+    }
+    await copyCard();
+  } else if (format === 'merged') {
     const { gpu, model } = await loadCliModel(folder, 'f32');
     try {
       const adapter = await loadLora(model, adapterFiles);
@@ -97,24 +125,23 @@ export async function exportCommand(args: string[]): Promise<number> {
     if (format === 'peft') {
       const files = exportPeftLora({ config: imported.config, tensors: imported.tensors, modelConfig: folder.config, dtype: dtypeArg(values.dtype, stored) });
       for (const [name, bytes] of files) written.push(await writeBytes(join(values.out, name), [bytes]));
-      if (adapterFiles.list().includes('README.md')) {
-        written.push(await writeBytes(join(values.out, 'README.md'), [await readFile(join(values.adapter, 'README.md'))]));
-      }
+      await copyCard();
     } else {
       const path = values.out.endsWith('.gguf') && !(await isDirectory(values.out)) ? values.out : join(values.out, 'adapter.gguf');
-      const gguf = exportGgufLora({
+      const baseModel = values.base ?? imported.config.base_model_name_or_path ?? values.model ?? '';
+      const { gguf, modelfile } = ggufAdapterFiles({
         config: imported.config,
         tensors: imported.tensors,
         modelConfig: folder.config,
         dtype: dtypeArg(values.dtype, 'f32'),
         name: basename(values.adapter.replace(/[\\/]+$/, '')),
+        baseModel,
+        adapterFile: basename(path),
       });
       written.push(await writeBytes(path, [gguf]));
-      const baseModel = values.base ?? imported.config.base_model_name_or_path ?? values.model ?? '';
       if (values.base === undefined) {
         process.stderr.write(`note: the Modelfile says FROM ${baseModel}; give --base with the base model as Ollama knows it (e.g. llama3.2:1b, or its .gguf file) if that is not it.\n`);
       }
-      const modelfile = ollamaModelfile({ baseModel, adapterFile: basename(path) });
       written.push(await writeBytes(join(dirname(path), 'Modelfile'), [new TextEncoder().encode(modelfile)]));
     }
   }

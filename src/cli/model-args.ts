@@ -1,5 +1,5 @@
-// Shared pieces of the CLI's model commands (info, eval, generate): resolving `--model` to a model
-// folder on disk or in the Hub download cache, loading the model (and a LoRA adapter) onto the Node GPU, and parsing
+// Shared pieces of the CLI's model commands (info, eval, generate, train, export): resolving `--model` to a model
+// folder on disk or in the Hub download cache, loading the model (and an adapter of any registered method) onto the Node GPU, and parsing
 // numeric flags into typed errors; the folder's tokenizer comes from the engine
 // (model/tokenizer-folder.ts) and is re-exported here for the commands. It prints nothing; the commands do.
 
@@ -12,8 +12,11 @@ import { type ModelFolder, openModelFolder } from '../engine/io/model-folder.ts'
 import { openModelDirectory } from '../engine/io/model-folder-node.ts';
 import { defaultStoreRoot, openNodeStore } from '../engine/store/store-node.ts';
 import { type LlamaModel, type WeightStorage, loadModel } from '../engine/model/llama.ts';
+import type { QuantOptions } from '../engine/quant/format.ts';
 import { nodeFileSet } from '../engine/io/model-folder-node.ts';
 import { type LoraAdapter, loadLora } from '../engine/peft/lora/index.ts';
+import type { PeftAdapter } from '../engine/peft/adapter.ts';
+import { loadAdapter } from '../engine/peft/methods.ts';
 
 export { loadFolderTokenizer } from '../engine/model/tokenizer-folder.ts';
 
@@ -44,13 +47,13 @@ export async function openModelArg(model: string | undefined, env: NodeJS.Proces
   return openModelDirectory(model);
 }
 
-/** Opens the GPU and loads the model with the given projection storage. */
-export async function loadCliModel(folder: ModelFolder, dtype: string | undefined): Promise<{ gpu: Gpu; model: LlamaModel }> {
+/** Opens the GPU and loads the model with the given projection storage (quantized with `quant` when given). */
+export async function loadCliModel(folder: ModelFolder, dtype: string | undefined, quant?: QuantOptions): Promise<{ gpu: Gpu; model: LlamaModel }> {
   const storage = (dtype ?? 'f32') as WeightStorage;
   if (storage !== 'f32' && storage !== 'bf16') throw new InvalidArgumentError(`--dtype must be f32 or bf16; got ${JSON.stringify(dtype)}.`);
   const gpu = await openNodeGpu();
   try {
-    return { gpu, model: await loadModel(gpu, folder, { dtype: storage }) };
+    return { gpu, model: await loadModel(gpu, folder, { dtype: storage, quant }) };
   } catch (e) {
     gpu.destroy();
     throw e;
@@ -78,4 +81,9 @@ export function numberArg(name: string, value: string | undefined, fallback: num
 /** Loads the PEFT LoRA adapter folder named by `--adapter` onto the model (for eval and generate: dropout off). */
 export async function loadCliAdapter(model: LlamaModel, dir: string): Promise<LoraAdapter> {
   return loadLora(model, await nodeFileSet(dir));
+}
+
+/** Loads the adapter folder named by `--adapter` onto the model, its method detected from the saved files (training off). */
+export async function loadCliMethodAdapter(model: LlamaModel, dir: string): Promise<PeftAdapter> {
+  return loadAdapter(model, await nodeFileSet(dir));
 }

@@ -2,7 +2,8 @@
 // (public/models/demo) with a tiny JSONL dataset: a few LoRA steps write the PEFT adapter, the model
 // card, metrics.jsonl and checkpoints; `whetstone eval --adapter` then measures a lower loss on the
 // data than the base model; --resume on the finished run continues from its last checkpoint and
-// trains nothing more; a non-empty checkpoint folder without --resume is refused.
+// trains nothing more; a non-empty checkpoint folder without --resume is refused. An IA3 run goes
+// through the same commands, its method found from the saved files.
 
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -85,7 +86,29 @@ describe('whetstone train', () => {
     const r = await run(['train', '--model', DEMO, '--data', data, '--out', join(root, 'x'), '--schedule', 'step']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/InvalidArgumentError: --schedule must be constant, linear or cosine/);
-    const m = await run(['train', '--model', DEMO, '--data', data, '--out', join(root, 'x'), '--method', 'ia3']);
-    expect(m.stderr).toMatch(/--method "ia3" is not available/);
+    const m = await run(['train', '--model', DEMO, '--data', data, '--out', join(root, 'x'), '--method', 'bitfit']);
+    expect(m.stderr).toMatch(/--method "bitfit" is not available; use one of lora, dora, ia3, prompt, prefix, adapter, full\b/);
+  });
+
+  it('trains an IA3 adapter that eval and export find by its files', async () => {
+    const out = join(root, 'ia3');
+    const opts = ['--steps', '2', '--batch', '4', '--seq-len', '32', '--lr', '1e-1', '--schedule', 'constant', '--seed', '1'];
+    const trained = await run(['train', '--model', DEMO, '--data', data, '--method', 'ia3', '--out', out, ...opts]);
+    expect(trained.code, trained.stderr).toBe(0);
+    expect(trained.stderr).toMatch(/training [\d,]+ IA3 parameters \(\d+ modules, \d+ of them feed-forward\) of demo/);
+    expect((await readdir(out)).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors', 'checkpoints', 'metrics.jsonl']);
+    const config = JSON.parse(await readFile(join(out, 'adapter_config.json'), 'utf8'));
+    expect(config).toMatchObject({ peft_type: 'IA3', target_modules: ['down_proj', 'k_proj', 'v_proj'], feedforward_modules: ['down_proj'], base_model_name_or_path: DEMO });
+    // The first step's loss is the base model's (IA3 starts as the identity) on the same rows.
+    const base = JSON.parse((await readFile(join(out, 'metrics.jsonl'), 'utf8')).split('\n')[0]).loss;
+    const adapted = await run(['eval', '--model', DEMO, '--data', data, '--json', '--adapter', out]);
+    expect(adapted.code, adapted.stderr).toBe(0);
+    expect(lastJson(adapted.stdout).loss).toBeLessThan(base);
+    const exported = await run(['export', '--model', DEMO, '--adapter', out, '--format', 'peft', '--dtype', 'bf16', '--out', join(root, 'ia3-bf16')]);
+    expect(exported.code, exported.stderr).toBe(0);
+    expect(JSON.parse(await readFile(join(root, 'ia3-bf16', 'adapter_config.json'), 'utf8'))).toEqual(config);
+    const gguf = await run(['export', '--model', DEMO, '--adapter', out, '--format', 'gguf', '--out', join(root, 'ia3.gguf')]);
+    expect(gguf.code).toBe(1);
+    expect(gguf.stderr).toMatch(/--format gguf is not available for IA3 adapters; they export as peft/);
   });
 });

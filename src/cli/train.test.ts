@@ -30,9 +30,19 @@ describe('parseTrainArgs', () => {
     expect(o).toMatchObject({ val: 'v.jsonl', resume: true, trainOnPrompt: true, packing: true, format: 'alpaca', skipBadRows: true, dtype: 'bf16' });
   });
 
+  it('reads the options of another method through the method registry', () => {
+    const o = parseTrainArgs([...REQUIRED, '--method', 'ia3', '--targets', 'k_proj,v_proj,down_proj', '--feedforward', 'down_proj']);
+    expect(o.method).toBe('ia3');
+    expect(o.methodOptions).toEqual({ target_modules: ['k_proj', 'v_proj', 'down_proj'], feedforward_modules: ['down_proj'] });
+    expect(o.lora).toBeUndefined();
+    expect(parseTrainArgs([...REQUIRED, '--method', 'ia3']).methodOptions).toEqual({ target_modules: null, feedforward_modules: null });
+  });
+
   it('refuses missing and bad flags with the flag named', () => {
     expect(() => parseTrainArgs(['--data', 'd', '--out', 'o'])).toThrow(/--model is required/);
-    expect(() => parseTrainArgs([...REQUIRED, '--method', 'prefix'])).toThrow(/--method "prefix" is not available/);
+    expect(() => parseTrainArgs([...REQUIRED, '--method', 'bitfit'])).toThrow(/--method "bitfit" is not available; use one of lora, dora, ia3, prompt, prefix, adapter, full\b/);
+    expect(() => parseTrainArgs([...REQUIRED, '--method', 'ia3', '--rank', '4'])).toThrow(/--rank is an option of LoRA and DoRA; --method ia3 does not take it/);
+    expect(() => parseTrainArgs([...REQUIRED, '--feedforward', 'down_proj'])).toThrow(/--feedforward is an option of IA3/);
     expect(() => parseTrainArgs([...REQUIRED, '--epochs', '2', '--steps', '5'])).toThrow(/--epochs or --steps/);
     expect(() => parseTrainArgs([...REQUIRED, '--val', 'v', '--val-fraction', '0.1'])).toThrow(/--val FILE or --val-fraction/);
     expect(() => parseTrainArgs([...REQUIRED, '--warmup', '2.5'])).toThrow(/--warmup/);

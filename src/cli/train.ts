@@ -1,8 +1,8 @@
-// `whetstone train --model M --data FILE [--val FILE] --method lora --out DIR [...]`: fine-tunes a
-// LoRA adapter on a dataset file. The dataset is imported as the studio imports it (format
+// `whetstone train --model M --data FILE [--val FILE] --method lora|ia3 --out DIR [...]`: fine-tunes
+// an adapter of a registered tuning method (peft/methods.ts) on a dataset file. The dataset is imported as the studio imports it (format
 // detection, chat template, loss mask, truncation to --seq-len, optional packing, bad rows listed
 // or skipped), the adapter is trained with AdamW on the GPU, and DIR receives adapter_config.json
-// and adapter_model.safetensors (PEFT's layout), README.md (the model card), metrics.jsonl (one
+// and adapter_model.safetensors (PEFT's layout), README.md (the model card, for LoRA), metrics.jsonl (one
 // JSON record per optimizer step, written as the run goes) and checkpoints/ (resumable with
 // --resume). A live progress line goes to stderr; the last line of stdout is a JSON summary.
 // Ctrl-C stops the run, keeping the last checkpoint.
@@ -15,25 +15,36 @@ import { type PrepareProgress, prepareDataset } from '../engine/data/dataset.ts'
 import { EXAMPLE_FORMATS, type ExampleFormat } from '../engine/data/formats.ts';
 import { CancelledError, InvalidArgumentError } from '../engine/errors.ts';
 import { formatBytes } from '../engine/gpu/allocator.ts';
-import { exportPeftLora } from '../engine/io/export-peft.ts';
-import { modelCard } from '../engine/io/model-card.ts';
 import type { ByteSource } from '../engine/io/source.ts';
 import { openFileSource } from '../engine/io/source-node.ts';
 import { type ScheduleName, isScheduleName } from '../engine/optim/schedule.ts';
-import { type LoraConfig, createLoraConfig, createLora } from '../engine/peft/lora/index.ts';
+import type { LoraConfig } from '../engine/peft/lora/index.ts';
+import type { LoraMethodAdapter } from '../engine/peft/lora/method.ts';
+import { type MethodOptionValues, findMethod, methodFlags, methodIds, parseMethodOptions } from '../engine/peft/methods.ts';
+import { trainedModelCard } from '../engine/train/adapter-files.ts';
 import { latestCheckpoint } from '../engine/train/checkpoint.ts';
 import { FolderCheckpointStore } from '../engine/train/checkpoint-node.ts';
 import { type StepMetrics, type TrainProgress, formatDuration, formatValue } from '../engine/train/metrics.ts';
 import { type TrainOptions, train } from '../engine/train/trainer.ts';
-import { intArg, loadCliAdapter, loadCliModel, loadFolderTokenizer, numberArg, openModelArg } from './model-args.ts';
+import { QUANT_FLAGS, parseQuantFlags } from './quantize.ts';
+import { checkPlan, describePlan, planTrainingMemory } from '../engine/plan/memory.ts';
+import type { QuantOptions } from '../engine/quant/format.ts';
+import { intArg, loadCliMethodAdapter, loadCliModel, loadFolderTokenizer, numberArg, openModelArg } from './model-args.ts';
 
-export const TRAIN_USAGE = `train --model DIR --data FILE [--val FILE | --val-fraction F] --method lora --out DIR
-      [--rank 8] [--alpha 8] [--dropout 0] [--targets all-linear|q_proj,v_proj,...] [--rslora]
+export const TRAIN_USAGE = `train --model DIR --data FILE [--val FILE | --val-fraction F] --method ${methodIds().join('|')} --out DIR
+      lora, dora: [--rank 8] [--alpha 8] [--dropout 0] [--targets all-linear|q_proj,v_proj,...] [--rslora]
+      ia3: [--targets k_proj,v_proj,down_proj] [--feedforward down_proj]
+      prompt: [--virtual-tokens 20] [--prompt-init RANDOM|TEXT|SAMPLE_VOCAB] [--prompt-init-text TEXT]
+      prefix: [--virtual-tokens 20]
+      adapter: [--reduction-factor 16]
+      full: every weight (small models; --dtype f32)
       [--lr 2e-4] [--schedule linear|cosine|constant] [--warmup STEPS|RATIO]
       [--epochs 3 | --steps N] [--batch 8] [--grad-accum 1] [--seq-len 1024] [--seed 42]
       [--eval-every N] [--save-every 500] [--resume] [--adapter DIR] [--train-on-prompt] [--packing]
       [--format messages|sharegpt|prompt-completion|alpaca|tokens|text] [--skip-bad-rows]
-      [--weight-decay 0] [--max-grad-norm 1] [--dtype f32|bf16] [--checkpoint-blocks]`;
+      [--weight-decay 0] [--max-grad-norm 1] [--dtype f32|bf16] [--checkpoint-blocks]
+      qlora: LoRA over a base quantized as it loads: [--quant nf4|fp4|int8|int4] [--double-quant] [--block 64]
+      [--plan] print the memory plan and exit; [--max-memory MiB] refuse a run planned above it`;
 
 /** The settings of one `train` invocation, after parsing and checking. */
 export interface TrainCommandOptions {
@@ -42,30 +53,37 @@ export interface TrainCommandOptions {
   val: string | null;
   valFraction: number;
   out: string;
-  lora: Pick<LoraConfig, 'r' | 'lora_alpha' | 'lora_dropout' | 'target_modules' | 'use_rslora'>;
+  /** The tuning method's registry id. */
+  method: string;
+  /** The method's option values (peft/methods.ts parseMethodOptions). */
+  methodOptions: MethodOptionValues;
+  /** The LoRA settings, when the method is lora. */
+  lora?: Pick<LoraConfig, 'r' | 'lora_alpha' | 'lora_dropout' | 'target_modules' | 'use_rslora'>;
   train: TrainOptions;
   resume: boolean;
-  /** A PEFT LoRA adapter folder to continue training from (its own r, alpha, targets). */
+  /** A saved adapter folder to continue training from (its own method and settings). */
   adapter: string | null;
   trainOnPrompt: boolean;
   packing: boolean;
   format: ExampleFormat | undefined;
   skipBadRows: boolean;
   dtype: string | undefined;
+  /** QLoRA's quantization of the base (--method qlora, or --quant). */
+  quant?: QuantOptions;
+  /** Print the memory plan and stop. */
+  plan?: boolean;
+  /** Refuse a run whose planned memory exceeds this many bytes. */
+  maxMemory?: number | null;
 }
 
-const OPTIONS = {
+/** Flags every method takes; each method's own flags come from the registry. */
+const COMMON_OPTIONS = {
   model: { type: 'string' },
   data: { type: 'string' },
   val: { type: 'string' },
   'val-fraction': { type: 'string' },
   method: { type: 'string' },
   out: { type: 'string' },
-  rank: { type: 'string' },
-  alpha: { type: 'string' },
-  dropout: { type: 'string' },
-  targets: { type: 'string' },
-  rslora: { type: 'boolean', default: false },
   lr: { type: 'string' },
   schedule: { type: 'string' },
   warmup: { type: 'string' },
@@ -87,11 +105,20 @@ const OPTIONS = {
   'max-grad-norm': { type: 'string' },
   dtype: { type: 'string' },
   'checkpoint-blocks': { type: 'boolean', default: false },
+  ...QUANT_FLAGS,
+  plan: { type: 'boolean', default: false },
+  'max-memory': { type: 'string' },
 } as const;
+
+const OPTIONS = {
+  ...COMMON_OPTIONS,
+  ...Object.fromEntries([...methodFlags()].map(([flag, type]) => [flag, { type: type === 'boolean' ? ('boolean' as const) : ('string' as const) }])),
+};
 
 /** Parses and checks the arguments of `train`; throws InvalidArgumentError naming the flag. */
 export function parseTrainArgs(args: string[]): TrainCommandOptions {
-  const { values: v } = parseArgs({ args, options: OPTIONS, strict: true });
+  const { values } = parseArgs({ args, options: OPTIONS, strict: true });
+  const v = values as { [K in keyof typeof COMMON_OPTIONS]: (typeof COMMON_OPTIONS)[K]['type'] extends 'boolean' ? boolean : string | undefined };
   const need = (name: 'model' | 'data' | 'out', what: string) => {
     const x = v[name];
     if (x === undefined || x === '') throw new InvalidArgumentError(`--${name} is required: ${what}.`);
@@ -100,8 +127,11 @@ export function parseTrainArgs(args: string[]): TrainCommandOptions {
   const model = need('model', 'the folder of a Hugging Face model, or hub:ORG/NAME');
   const data = need('data', 'the dataset file (JSONL, JSON, CSV, TSV, Parquet or text)');
   const out = need('out', 'the folder the adapter, metrics and checkpoints are written to');
-  const method = v.method ?? 'lora';
-  if (method !== 'lora') throw new InvalidArgumentError(`--method ${JSON.stringify(method)} is not available in the train command; use --method lora.`);
+  // QLoRA is LoRA over a base quantized as it loads (NF4 unless --quant says otherwise).
+  const qlora = v.method === 'qlora';
+  const method = findMethod(qlora ? 'lora' : (v.method ?? 'lora'));
+  const quant = parseQuantFlags(v, qlora ? 'nf4' : undefined);
+  const methodOptions = parseMethodOptions(method, Object.fromEntries([...methodFlags().keys()].map((f) => [f, (values as Record<string, unknown>)[f]])));
   if (v.val !== undefined && v['val-fraction'] !== undefined) throw new InvalidArgumentError('Give --val FILE or --val-fraction F, not both.');
   if (v.epochs !== undefined && v.steps !== undefined) throw new InvalidArgumentError('Give --epochs or --steps, not both.');
   const valFraction = numberArg('val-fraction', v['val-fraction'], 0);
@@ -112,9 +142,6 @@ export function parseTrainArgs(args: string[]): TrainCommandOptions {
   if (format !== undefined && !(EXAMPLE_FORMATS as readonly string[]).includes(format)) {
     throw new InvalidArgumentError(`--format must be one of ${EXAMPLE_FORMATS.join(', ')}; got ${JSON.stringify(format)}.`);
   }
-  const dropout = numberArg('dropout', v.dropout, 0);
-  if (!(dropout >= 0 && dropout < 1)) throw new InvalidArgumentError(`--dropout must be at least 0 and below 1; got ${dropout}.`);
-  const targets = parseTargets(v.targets);
   const lr = numberArg('lr', v.lr, 2e-4);
   if (!(lr > 0)) throw new InvalidArgumentError(`--lr must be positive; got ${lr}.`);
   const warmup = numberArg('warmup', v.warmup, 0);
@@ -131,13 +158,9 @@ export function parseTrainArgs(args: string[]): TrainCommandOptions {
     val: v.val ?? null,
     valFraction,
     out,
-    lora: {
-      r: intArg('rank', v.rank, 8, 1, 4096),
-      lora_alpha: numberArg('alpha', v.alpha, 8),
-      lora_dropout: dropout,
-      target_modules: targets,
-      use_rslora: v.rslora,
-    },
+    method: method.id,
+    methodOptions,
+    lora: method.id === 'lora' ? (methodOptions as TrainCommandOptions['lora']) : undefined,
     train: {
       lr,
       schedule: schedule as ScheduleName,
@@ -161,17 +184,10 @@ export function parseTrainArgs(args: string[]): TrainCommandOptions {
     format: format as ExampleFormat | undefined,
     skipBadRows: v['skip-bad-rows'],
     dtype: v.dtype,
+    quant,
+    plan: v.plan,
+    maxMemory: v['max-memory'] === undefined ? null : intArg('max-memory', v['max-memory'], 0, 1) * 2 ** 20,
   };
-}
-
-/** --targets: "all-linear" (the default), or a comma-separated list of module names. */
-function parseTargets(value: string | undefined): string[] | string {
-  if (value === undefined || value.trim() === 'all-linear') return 'all-linear';
-  const names = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (names.length === 0 || names.some((n) => !/^[A-Za-z0-9_.]+$/.test(n))) {
-    throw new InvalidArgumentError(`--targets must be all-linear or a comma-separated list of module names such as q_proj,v_proj; got ${JSON.stringify(value)}.`);
-  }
-  return names;
 }
 
 /** The progress line: "step 12/300  epoch 0.12  loss 2.345  lr 1.20e-4  1234 tok/s  ETA 3m05s". */
@@ -246,14 +262,34 @@ export async function trainCommand(args: string[]): Promise<number> {
     );
     for (const w of s.warnings) process.stderr.write(`warning: ${w}\n`);
 
-    const { gpu, model } = await loadCliModel(folder, o.dtype);
+    const plan = planTrainingMemory(folder.config, {
+      method: o.quant ? 'qlora' : 'lora',
+      quant: o.quant,
+      weightDtype: o.dtype === 'bf16' ? 'bf16' : 'f32',
+      rank: o.lora?.r,
+      targets: o.lora ? loraTargets(o.lora.target_modules) : undefined,
+      dropout: o.lora?.lora_dropout,
+      batch: o.train.batchSize ?? 8,
+      seqLen,
+      checkpointBlocks: o.train.checkpointBlocks,
+    });
+    process.stderr.write(`memory plan (${o.quant ? `qlora, ${o.quant.format}` : 'lora'}, batch ${o.train.batchSize ?? 8} × ${seqLen} tokens):\n${describePlan(plan)}\n`);
+    if (o.plan) {
+      process.stdout.write(`${JSON.stringify(plan)}\n`);
+      return 0;
+    }
+    checkPlan(plan, { maxBufferSize: Infinity, maxStorageBufferBindingSize: Infinity }, o.maxMemory ?? null); // before loading anything
+    const { gpu, model } = await loadCliModel(folder, o.dtype, o.quant);
+    checkPlan(plan, gpu.device.limits);
     try {
       const baseModel = o.model.startsWith('hub:') ? o.model.slice(4).split('@')[0] : basename(resolve(o.model));
-      // A given adapter is trained further as it is (its r, alpha and targets); else a new one.
-      const adapter = o.adapter ? await loadCliAdapter(model, o.adapter) : createLora(model, createLoraConfig({ ...o.lora, base_model_name_or_path: o.model.startsWith('hub:') ? baseModel : o.model }), { seed: o.train.seed });
+      // A given adapter is trained further as it is (its method and settings); else a new one.
+      const method = findMethod(o.method);
+      const adapter = o.adapter
+        ? await loadCliMethodAdapter(model, o.adapter)
+        : await method.create(model, o.methodOptions, { seed: o.train.seed, baseModel: o.model.startsWith('hub:') ? baseModel : o.model, encode: (text) => tokenizer.encode(text), source: folder });
       adapter.training = true;
-      const config = adapter.config;
-      if (o.adapter) process.stderr.write(`continuing from the adapter in ${o.adapter} (r ${config.r}, alpha ${config.lora_alpha})\n`);
+      if (o.adapter) process.stderr.write(`continuing from the adapter in ${o.adapter} (${adapter.describe()})\n`);
       try {
         await mkdir(out, { recursive: true });
         const store = new FolderCheckpointStore(join(out, 'checkpoints'));
@@ -263,7 +299,7 @@ export async function trainCommand(args: string[]): Promise<number> {
         writeFileSync(metricsPath, (checkpoint?.metrics ?? []).map((m) => `${JSON.stringify(m)}\n`).join(''));
         if (checkpoint) process.stderr.write(`resuming from the checkpoint of step ${checkpoint.step}\n`);
         process.stderr.write(
-          `training ${adapter.parameterCount.toLocaleString('en-US')} LoRA parameters on ${adapter.modules.length} modules of ${baseModel}${o.train.seqLen > seqLen ? ` (sequence length capped at the model's ${seqLen})` : ''}\n`,
+          `training ${adapter.parameterCount.toLocaleString('en-US')} ${findMethod(adapter.method).label} parameters (${adapter.describe()}) of ${baseModel}${o.train.seqLen > seqLen ? ` (sequence length capped at the model's ${seqLen})` : ''}\n`,
         );
         const progress = progressWriter();
         let result;
@@ -284,39 +320,18 @@ export async function trainCommand(args: string[]): Promise<number> {
           progress.done();
         }
 
-        const files = exportPeftLora({ config, tensors: await adapter.toTensors(), modelConfig: model.config });
-        const card = modelCard({
+        const files = await adapter.exportFiles();
+        // The model card describes LoRA adapters; other methods are written without one.
+        const lora = adapter.method === 'lora' ? (adapter as LoraMethodAdapter).lora : null;
+        const card = lora && trainedModelCard(lora.config, model.config, {
           baseModel,
-          config,
-          modelConfig: model.config,
-          training: {
-            learningRate: o.train.lr,
-            schedule: o.train.schedule ?? 'linear',
-            warmupSteps: result.warmupSteps,
-            steps: result.steps,
-            epochs: Number(result.epochs.toFixed(2)),
-            batchSize: o.train.batchSize ?? 8,
-            gradientAccumulationSteps: o.train.gradAccum,
-            seqLen,
-            seed: o.train.seed,
-            optimizer: 'AdamW',
-            weightDecay: o.train.weightDecay,
-            precision: model.weightDtype,
-          },
-          dataset: {
-            name: basename(o.data),
-            stats: {
-              format: s.format,
-              'training examples': s.trainExamples,
-              'validation examples': s.validationExamples,
-              tokens: s.tokens,
-              'counted tokens': s.countedTokens,
-            },
-          },
-          losses: { train: result.trainLoss, validation: result.valLoss },
+          options: { ...o.train, seqLen },
+          result,
+          precision: o.quant ? `${o.quant.format}${o.quant.doubleQuant ? ' (double-quantized)' : ''} (QLoRA)` : model.weightDtype,
+          dataset: { name: basename(o.data), format: s.format, trainExamples: s.trainExamples, validationExamples: s.validationExamples, tokens: s.tokens, countedTokens: s.countedTokens },
           adapterRepo: out,
         });
-        files.set('README.md', new TextEncoder().encode(card));
+        if (card) files.set('README.md', new TextEncoder().encode(card));
         const written: { name: string; bytes: number }[] = [];
         for (const [name, bytes] of files) {
           await writeFile(join(out, name), bytes);
@@ -357,4 +372,16 @@ export async function trainCommand(args: string[]): Promise<number> {
     process.removeListener('SIGINT', onSigint);
     for (const src of sources) await src.close?.();
   }
+}
+
+/** The projections a LoRA target_modules setting selects, for the memory plan (null: all seven). */
+function loraTargets(t: unknown): string[] | undefined {
+  const all = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+  if (t === 'all-linear' || t === undefined || t === null) return undefined;
+  if (Array.isArray(t)) return all.filter((p) => t.some((x) => typeof x === 'string' && (x === p || x.endsWith(`.${p}`))));
+  if (typeof t === 'string') {
+    const re = new RegExp(`^(?:${t})$`); // PEFT matches a regex against the whole module name
+    return all.filter((p) => re.test(`model.layers.0.self_attn.${p}`) || re.test(`model.layers.0.mlp.${p}`));
+  }
+  return undefined;
 }
