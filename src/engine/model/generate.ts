@@ -6,6 +6,9 @@
 // generations (base and adapted model) can advance side by side; generate() runs one to the end. It
 // works on token ids: prompts and stop tokens are prompting.ts's, decoding the stream into text is
 // the caller's (model/tokenizer.ts has StreamDecoder).
+// A model whose forward options carry prefix-tuning keys and values (an adapter's view) gets them
+// at the front of the KV cache before the prefill, as transformers passes PEFT's prefix as past
+// keys and values: every position attends them, and the prompt's RoPE positions start after them.
 
 import { InvalidArgumentError, ShapeError, UnsupportedModelError } from '../errors.ts';
 import { Tape, type Var } from '../autograd/tape.ts';
@@ -13,7 +16,7 @@ import { Batch } from '../gpu/batch.ts';
 import { DTYPE_BYTES, Tensor, createTensor, tensorFromArray, writeTensor } from '../gpu/tensor.ts';
 import { TokenGroups } from '../kernels/embedding.ts';
 import { Rng } from '../random.ts';
-import { type KvAccess, type LlamaModel, type ModelInputs, type ProjectionHook, makeInputs, readF32 } from './llama.ts';
+import { type ForwardOptions, type KvAccess, type LlamaModel, type ModelInputs, type ProjectionHook, makeInputs, readF32 } from './llama.ts';
 import { type SamplingOptions, checkSampling, sampleToken } from './sampling.ts';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -59,7 +62,10 @@ function copyRowsInto(b: Batch, src: Tensor, dst: Tensor, at: number): void {
   }
 }
 
-/** Per-layer key and value buffers of maxLen rows and how many rows hold cached positions. */
+/**
+ * Per-layer key and value buffers of maxLen rows and how many rows hold cached positions (prefix
+ * keys and values first, when there are any, then the tokens').
+ */
 class KvCache implements KvAccess {
   readonly keys: Tensor[] = []; // per layer (maxLen, Hkv·D)
   readonly values: Tensor[] = []; // per layer (maxLen, Hkv·D)
@@ -103,6 +109,32 @@ class KvCache implements KvAccess {
 }
 
 /**
+ * Layer by layer, the prefix keys and values (P, Hkv·D) that `model`'s forward options attend before
+ * the tokens (prefix tuning), recorded on a non-recording tape in `b`; null when it has none. Every
+ * layer must give one of the same shape.
+ */
+function prefixRows(model: LlamaModel, tape: Tape, b: Batch): { k: Tensor; v: Tensor }[] | null {
+  const hook = model.forwardDefaults().prefix;
+  if (!hook) return null;
+  const c = model.config;
+  const width = c.numKeyValueHeads * c.headDim;
+  const rows: ({ k: Tensor; v: Tensor } | null)[] = [];
+  for (let l = 0; l < c.numHiddenLayers; l++) {
+    const kv = hook(tape, b, l);
+    rows.push(kv && { k: kv.k.value, v: kv.v.value });
+  }
+  if (rows.every((r) => r === null)) return null;
+  const P = rows.find((r) => r !== null)!.k.shape[0];
+  rows.forEach((r, l) => {
+    const ok = (t: Tensor | undefined) => t !== undefined && t.dtype === 'f32' && t.shape.length === 2 && t.shape[0] === P && t.shape[1] === width;
+    if (!r || !ok(r.k) || !ok(r.v)) {
+      throw new ShapeError(`Layer ${l}'s prefix keys and values must be (${P}, ${width}) f32 like layer 0's; got ${r ? `${r.k.describe()} and ${r.v.describe()}` : 'none'}.`);
+    }
+  });
+  return rows as { k: Tensor; v: Tensor }[];
+}
+
+/**
  * One generation, advanced a token at a time by step(): the prompt's prefill on the first step, then
  * one cached decoding step per token. Several generations on one model (each with its own KV cache
  * and projection hook) can be stepped in turn, so their outputs grow together: step() records and
@@ -126,6 +158,8 @@ export class Generation {
   private step1: { ids: Tensor; pos: Tensor; seg: Tensor; groups: TokenGroups; inputs: ModelInputs; hostId: Int32Array } | null = null;
   private busy = false;
   private released = false;
+  /** Prefix positions at the front of the cache (prefix tuning), 0 without. */
+  private prefixLength = 0;
 
   constructor(model: LlamaModel, promptIds: readonly number[], options: GenerateOptions = {}) {
     model.assertLive();
@@ -180,7 +214,9 @@ export class Generation {
     try {
       const inputs = this.nextInputs();
       const cache = this.cache as KvCache;
-      const logits = await lastLogits(this.model, inputs, cache, o.projection); // (V)
+      // With a prefix in the cache, the forward must not attend the view's prefix a second time.
+      const forward: ForwardOptions & { kv: KvCache } = { kv: cache, projection: o.projection, ...(this.prefixLength > 0 ? { prefix: () => null } : {}) };
+      const logits = await lastLogits(this.model, inputs, forward); // (V)
       cache.pastLength += inputs.T;
       if (o.signal?.aborted) {
         this.finishReason = 'cancelled';
@@ -211,12 +247,33 @@ export class Generation {
     }
   }
 
-  /** The prompt on the first step (allocating the cache), then the last token at its position. */
+  /**
+   * The prompt on the first step (allocating the cache, prefix keys and values copied to its front,
+   * the prompt's positions after them), then the last token at its position.
+   */
   private nextInputs(): ModelInputs {
     const model = this.model;
     if (!this.cache) {
-      this.prefill = makeInputs(model, [{ inputIds: this.promptIds }], { targets: false });
-      this.cache = new KvCache(model, this.promptIds.length + this.maxNew);
+      const tape = new Tape();
+      tape.recording = false;
+      const b = new Batch(model.gpu, 'generate.prefix');
+      try {
+        const prefix = prefixRows(model, tape, b);
+        const P = prefix ? prefix[0].k.shape[0] : 0;
+        this.cache = new KvCache(model, P + this.promptIds.length + this.maxNew);
+        if (prefix) {
+          prefix.forEach(({ k, v }, l) => {
+            copyRowsInto(b, k, this.cache!.keys[l], 0);
+            copyRowsInto(b, v, this.cache!.values[l], 0);
+          });
+          this.cache.pastLength = P;
+          this.prefixLength = P;
+        }
+        this.prefill = makeInputs(model, [{ inputIds: this.promptIds }], { targets: false, positionOffset: P });
+      } finally {
+        tape.releaseUnrecorded();
+        b.submit();
+      }
       return this.prefill;
     }
     if (!this.step1) {
@@ -254,16 +311,16 @@ export async function generate(model: LlamaModel, promptIds: readonly number[], 
 }
 
 /**
- * Runs `inputs` (one row of n new tokens after cache.pastLength cached ones) through the model,
- * appending their keys and values to the cache, and reads the logits (V) of the last position.
+ * Runs `inputs` (one row of n new tokens after cache.pastLength cached ones) through the model with
+ * `forward`'s options, appending their keys and values to the cache, and reads the logits (V) of the last position.
  */
-async function lastLogits(model: LlamaModel, inputs: ModelInputs, cache: KvCache, projection?: ProjectionHook): Promise<Float32Array> {
+async function lastLogits(model: LlamaModel, inputs: ModelInputs, forward: ForwardOptions & { kv: KvCache }): Promise<Float32Array> {
   const gpu = model.gpu;
   const C = model.config.hiddenSize;
   const tape = new Tape();
   tape.recording = false;
   const b = new Batch(gpu, 'generate');
-  const h = model.forward(tape, b, inputs, { kv: cache, projection }); // (n, C)
+  const h = model.forward(tape, b, inputs, forward); // (n, C)
   const last = createTensor(gpu, [1, C], 'f32', { transient: true, label: 'generate.last' }); // (1, C)
   const n = inputs.T;
   const rowBytes = C * 4;

@@ -212,6 +212,15 @@ export class LlamaModel {
     return this.forwardWith(tape, b, inputs, this.vars(tape, options.params), options);
   }
 
+  /**
+   * The forward options every pass of this model applies: none here; a view with an adapter's hooks
+   * (peft/adapter.ts withForwardOptions) returns them. Generation reads the prefix hook from it to
+   * put prefix-tuning keys and values at the front of its KV cache.
+   */
+  forwardDefaults(): ForwardOptions {
+    return {};
+  }
+
   /** Logits (rows, V) of hidden states h (rows, C) through the lm_head. */
   headLogits(tape: Tape, b: Batch, h: Var, params: Readonly<Record<string, Var>> = {}): Var {
     this.assertLive();
@@ -345,8 +354,8 @@ export class LlamaModel {
     options.kv?.store(b, l, k.value, val.value);
     const trained = options.prefix?.(tape, b, l) ?? null;
     if (trained && options.kv) {
-      throw new UnsupportedModelError('Decoding with a KV cache and trained prefix keys (prefix tuning) is not supported.', {
-        hint: 'Evaluate prefix-tuned adapters with full forward passes (evaluateLoss, logits).',
+      throw new UnsupportedModelError('A forward pass with a KV cache got trained prefix keys (prefix tuning) as well; the prefix belongs in the cache.', {
+        hint: 'Generate with generate() or Generation, which put the prefix keys and values at the front of the KV cache and start positions after them.',
       });
     }
     const att = attention(tape, b, q, k, val, x.segments, {

@@ -63,6 +63,11 @@ class ForwardView extends LlamaModel {
     return super.loss(tape, b, inputs, { ...this.extra, ...definedOnly(options) });
   }
 
+  /** The adapter's hooks, which every pass applies (generation reads the prefix hook to seed its KV cache). */
+  override forwardDefaults(): ForwardOptions {
+    return this.extra;
+  }
+
   /** The lm_head of the options' parameter overrides (full fine-tuning trains it too). */
   override headLogits(tape: Tape, b: Batch, h: Var, params: Readonly<Record<string, Var>> = {}): Var {
     return super.headLogits(tape, b, h, { ...(this.extra.params ?? {}), ...params });

@@ -6,7 +6,7 @@
 // at nvt (transformers counts positions from the cache length) — adaptRows shifts them. The base
 // model is frozen. Initialization N(0, 1), nn.Embedding's default in PEFT's PrefixEncoder. Saved as
 // PEFT saves it: one `prompt_embeddings` table (nvt, L·2·Hkv·D), see config.ts for the layout.
-// Decoding with a KV cache is not supported with a prefix (the forward refuses it).
+// Generation (model/generate.ts) puts the prefix at the front of its KV cache, positions after it.
 
 import { Tape, type Var } from '../../autograd/tape.ts';
 import { AdapterConfigError, InvalidArgumentError } from '../../errors.ts';
