@@ -1,16 +1,20 @@
 // `whetstone generate --model DIR --prompt TEXT [--chat] [--adapter DIR] ...`: streams a model's
-// continuation of a prompt to stdout as it is generated (KV-cache decoding, greedy or sampled), with a
-// PEFT LoRA adapter applied when --adapter is given. With --chat the prompt becomes one user message
+// continuation of a prompt to stdout as it is generated (KV-cache decoding, greedy or sampled), with an
+// adapter of any tuning method applied when --adapter is given: its method is detected from the saved
+// files (peft/methods.ts) and its inference hooks apply to every pass (prompt tuning's virtual tokens
+// go before the prompt, prefix tuning's keys and values into the KV cache). With --chat the prompt becomes one user message
 // rendered by the model's chat template with the generation prompt. A summary line (tokens, speed,
 // why it stopped) goes to stderr; Ctrl-C stops generation early.
 
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../engine/errors.ts';
 import { generate } from '../engine/model/generate.ts';
+import { withForwardOptions } from '../engine/peft/adapter.ts';
 import { encodePrompt, samplingDefaults, stopTokenIds } from '../engine/model/prompting.ts';
 import { StreamDecoder } from '../engine/model/tokenizer.ts';
+import type { PeftAdapter } from '../engine/peft/adapter.ts';
 import { QUANT_FLAGS, parseQuantFlags } from './quantize.ts';
-import { intArg, loadCliAdapter, loadCliModel, loadFolderTokenizer, numberArg, openModelArg } from './model-args.ts';
+import { intArg, loadCliMethodAdapter, loadCliModel, loadFolderTokenizer, numberArg, openModelArg } from './model-args.ts';
 
 export async function generateCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -49,12 +53,17 @@ export async function generateCommand(args: string[]): Promise<number> {
   const controller = new AbortController();
   const onInterrupt = () => controller.abort();
   process.once('SIGINT', onInterrupt);
+  let adapter: PeftAdapter | null = null;
   try {
-    const adapter = values.adapter === undefined ? null : await loadCliAdapter(model, values.adapter);
+    adapter = values.adapter === undefined ? null : await loadCliMethodAdapter(model, values.adapter);
+    if (adapter) process.stderr.write(`adapter: ${adapter.method}, ${adapter.describe()}\n`);
+    const adapted = adapter ? withForwardOptions(model, adapter.inferenceOptions()) : model;
+    // Prompt tuning puts placeholders for its virtual tokens in front; the other methods feed the prompt as it is.
+    const ids = adapter?.promptIds?.(promptIds) ?? promptIds;
     const decoder = new StreamDecoder(tokenizer, { skipSpecialTokens: true });
     const eosTokenIds = stopTokenIds(tokenizer, folder.config);
     const start = performance.now();
-    const out = await generate(model, promptIds, {
+    const out = await generate(adapted, ids, {
       maxNewTokens,
       temperature,
       topP,
@@ -62,7 +71,6 @@ export async function generateCommand(args: string[]): Promise<number> {
       seed,
       eosTokenIds,
       signal: controller.signal,
-      projection: adapter?.inference(),
       onToken: (id) => {
         const piece = decoder.push(id);
         if (piece) process.stdout.write(piece);
@@ -71,13 +79,14 @@ export async function generateCommand(args: string[]): Promise<number> {
     process.stdout.write(`${decoder.flush()}\n`);
     const seconds = (performance.now() - start) / 1000;
     process.stderr.write(
-      `[${out.promptTokens} prompt tokens, ${out.tokens.length} generated in ${seconds.toFixed(2)} s ` +
+      `[${promptIds.length} prompt tokens${ids.length > promptIds.length ? ` (+${ids.length - promptIds.length} virtual)` : ''}, ${out.tokens.length} generated in ${seconds.toFixed(2)} s ` +
         `(${(out.tokens.length / Math.max(seconds, 1e-9)).toFixed(1)} tokens/s), stopped: ${out.finishReason}` +
         `${temperature > 0 ? `, seed ${seed}` : ''}]\n`,
     );
     return 0;
   } finally {
     process.off('SIGINT', onInterrupt);
+    adapter?.release();
     model.release();
     gpu.destroy();
   }

@@ -78,12 +78,12 @@ export function numberArg(name: string, value: string | undefined, fallback: num
   return n;
 }
 
-/** Loads the PEFT LoRA adapter folder named by `--adapter` onto the model (for eval and generate: dropout off). */
+/** Loads a PEFT LoRA adapter folder onto the model as a LoraAdapter (dropout off), for commands that need LoRA itself. */
 export async function loadCliAdapter(model: LlamaModel, dir: string): Promise<LoraAdapter> {
   return loadLora(model, await nodeFileSet(dir));
 }
 
-/** Loads the adapter folder named by `--adapter` onto the model, its method detected from the saved files (training off). */
+/** Loads the adapter folder named by `--adapter` onto the model, its method detected from the saved files (training off): eval, generate, train. */
 export async function loadCliMethodAdapter(model: LlamaModel, dir: string): Promise<PeftAdapter> {
   return loadAdapter(model, await nodeFileSet(dir));
 }
