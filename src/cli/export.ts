@@ -1,11 +1,12 @@
 // `whetstone export --model M --adapter DIR --format peft|gguf|merged --out PATH`: writes a saved
 // adapter in the formats other tools load. The method is detected from the saved files (peft/methods.ts);
 // each method lists the formats it has (the others than LoRA: peft, i.e. their own saved files again,
-// checked against the model and written in --dtype, f32 by default). For LoRA — peft: adapter_config.json and
+// checked against the model and written in --dtype, f32 by default; DoRA and IA3 also merged, folded
+// into the f32 weights on the GPU as their merge does). For LoRA — peft: adapter_config.json and
 // adapter_model.safetensors as PEFT saves them (checked against the base model, tensors in --dtype,
 // a README.md of the adapter copied along); gguf: a llama.cpp LoRA adapter (.gguf) and an Ollama
 // Modelfile beside it; merged: the base model with the adapter merged in, as a Hugging Face folder
-// (needs the GPU). The last line of output is a JSON summary of the files written.
+// (needs the GPU; a quantized base is dequantized). GGUF is LoRA's alone. The last line of output is a JSON summary of the files written.
 
 import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -15,6 +16,7 @@ import { type AdapterDType, exportPeftLora, importPeftLora } from '../engine/io/
 import { nodeFileSet } from '../engine/io/model-folder-node.ts';
 import { ggufAdapterFiles } from '../engine/train/adapter-files.ts';
 import { type ExportedFile, exportMergedModel, loadLora } from '../engine/peft/lora/index.ts';
+import { exportInPlaceMerged } from '../engine/peft/lora/model.ts';
 import { detectMethod } from '../engine/peft/methods.ts';
 import { loadCliModel, openModelArg } from './model-args.ts';
 
@@ -75,8 +77,12 @@ export async function exportCommand(args: string[]): Promise<number> {
   const adapterFiles = await nodeFileSet(values.adapter);
   const written: Written[] = [];
   const method = await detectMethod(adapterFiles);
-  if (!method.exports.includes(format)) {
-    throw new InvalidArgumentError(`--format ${format} is not available for ${method.label} adapters; they export as ${method.exports.join(', ')}.`);
+  // DoRA and IA3 merge in place on the GPU (PeftAdapter.merge), so they also write a merged model.
+  const mergesInPlace = method.id === 'dora' || method.id === 'ia3';
+  const inPlaceMerge = format === 'merged' && mergesInPlace;
+  if (!method.exports.includes(format) && !inPlaceMerge) {
+    const formats = [...method.exports, ...(mergesInPlace && !method.exports.includes('merged') ? ['merged'] : [])];
+    throw new InvalidArgumentError(`--format ${format} is not available for ${method.label} adapters; they export as ${formats.join(', ')}.`);
   }
   const copyCard = async () => {
     if (adapterFiles.list().includes('README.md')) {
@@ -84,7 +90,29 @@ export async function exportCommand(args: string[]): Promise<number> {
     }
   };
 
-  if (method.id !== 'lora') {
+  const writeExported = async (files: readonly ExportedFile[]) => {
+    for (const f of files) {
+      const w = await writeBytes(join(values.out as string, f.name), f.chunks());
+      if (w.bytes !== f.bytes) throw new FileReadError(`Wrote ${w.bytes} bytes of ${f.name}; ${f.bytes} were expected.`, { file: w.path });
+      written.push(w);
+    }
+  };
+
+  if (inPlaceMerge) {
+    const { gpu, model } = await loadCliModel(folder, 'f32');
+    try {
+      const adapter = await method.load(model, adapterFiles);
+      try {
+        const dtype = values.dtype === undefined ? undefined : dtypeArg(values.dtype, 'f32');
+        await writeExported(await exportInPlaceMerged(model, adapter, folder, { dtype }));
+      } finally {
+        adapter.release();
+      }
+    } finally {
+      model.release();
+      gpu.destroy();
+    }
+  } else if (method.id !== 'lora') {
     // Other methods re-export their own files (PEFT's, or the bottleneck layout) after loading them onto the model, which checks them.
     const { gpu, model } = await loadCliModel(folder, 'f32');
     try {
@@ -106,12 +134,7 @@ export async function exportCommand(args: string[]): Promise<number> {
       const adapter = await loadLora(model, adapterFiles);
       try {
         const dtype = values.dtype === undefined ? undefined : dtypeArg(values.dtype, 'f32');
-        const files: ExportedFile[] = await exportMergedModel(model, adapter, folder, { dtype });
-        for (const f of files) {
-          const w = await writeBytes(join(values.out, f.name), f.chunks());
-          if (w.bytes !== f.bytes) throw new FileReadError(`Wrote ${w.bytes} bytes of ${f.name}; ${f.bytes} were expected.`, { file: w.path });
-          written.push(w);
-        }
+        await writeExported(await exportMergedModel(model, adapter, folder, { dtype }));
       } finally {
         adapter.release();
       }

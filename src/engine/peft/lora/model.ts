@@ -22,6 +22,9 @@ import type { ModelConfig } from '../../model/config.ts';
 import { type ForwardOptions, LlamaModel, type ModelInputs, type ProjectionHook } from '../../model/llama.ts';
 import { Rng } from '../../random.ts';
 import { fmix32 } from '../../reference/dropout.ts';
+import { type QuantizedMatrix, dequantizeMatrix } from '../../quant/format.ts';
+import { DYNAMIC_MAP } from '../../quant/tables.ts';
+import { QuantizedTensor } from '../../quant/tensor.ts';
 import { type LoraConfig, type LoraModuleSpec, type LoraTensors, checkLoraTensors, expectedLoraModules, parseLoraConfig } from './config.ts';
 import { loraTerm } from './layer.ts';
 
@@ -434,8 +437,26 @@ const DTYPE_NAMES: Record<'f32' | 'f16' | 'bf16', { st: SafetensorsDType; torch:
   bf16: { st: 'BF16', torch: 'bfloat16' },
 };
 
-/** A tensor's values as f32, read from the GPU whatever its storage. */
+/**
+ * A quantized weight's values, decoded on the CPU: its codes and quantization state read back and
+ * dequantized with the codec's reference decoder (quant/format.ts), as loading decodes a quantized
+ * embedding. A double-quantized weight whose map is bitsandbytes' standard one decodes through it.
+ */
+async function dequantizeOnCpu(t: QuantizedTensor): Promise<Float32Array> {
+  const [rows, cols] = t.shape as [number, number];
+  const codes = await readTensor(t.codes as Tensor & { dtype: 'u8' });
+  const scales = await readTensor(t.scales as Tensor & { dtype: 'f32' });
+  const hasAux = t.doubleQuant || t.zeros;
+  const aux = hasAux ? await readTensor(t.aux as Tensor & { dtype: 'u8' }) : null;
+  let dmap = t.doubleQuant ? await readTensor(t.dmap as Tensor & { dtype: 'f32' }) : null;
+  if (dmap && dmap.length === DYNAMIC_MAP.length && dmap.every((x, i) => x === DYNAMIC_MAP[i])) dmap = DYNAMIC_MAP;
+  const m: QuantizedMatrix = { format: t.format, shape: [rows, cols], block: t.block, doubleQuant: t.doubleQuant, codes, scales, aux, dmap, offset: t.offset };
+  return dequantizeMatrix(m);
+}
+
+/** A tensor's values as f32, read from the GPU whatever its storage (a quantized weight is dequantized). */
 async function readAsF32(t: Tensor): Promise<Float32Array> {
+  if (t instanceof QuantizedTensor) return dequantizeOnCpu(t);
   if (t.dtype === 'f32') return readTensor(t as Tensor & { dtype: 'f32' });
   if (t.dtype === 'bf16') return bf16ToF32(await readTensor(t as Tensor & { dtype: 'bf16' }));
   if (t.dtype === 'f16') return f16ToF32(await readTensor(t as Tensor & { dtype: 'f16' }));
@@ -453,19 +474,88 @@ function encode(values: Float32Array, dtype: SafetensorsDType): ArrayBufferView 
  * torch_dtype updated when `dtype` changes it), model.safetensors (every weight of the model, the
  * adapted projections as W + scale · strength · B · A computed in float64 and rounded once, in the
  * checkpoint's dtype unless `dtype` says otherwise), and the tokenizer and generation files copied
- * from `source` (the folder the model was loaded from). Works with f32 and bf16 weight storage and
- * leaves the model unchanged; tensors are read and converted one at a time as the stream reaches
- * them. It loads back with loadModel.
+ * from `source` (the folder the model was loaded from). Works with f32, bf16 and quantized weight
+ * storage (quantized weights are dequantized on the CPU, written in f32 unless `dtype` says
+ * otherwise, and config.json loses its quantization_config) and leaves the model unchanged; tensors
+ * are read and converted one at a time as the stream reaches them. It loads back with loadModel.
  */
 export async function exportMergedModel(model: LlamaModel, adapter: LoraAdapter, source: MergedModelSource, options: ExportMergedOptions = {}): Promise<ExportedFile[]> {
   adapter.checkModel(model);
-  if (options.dtype !== undefined && !(options.dtype in DTYPE_NAMES)) {
-    throw new InvalidArgumentError(`dtype must be "f32", "f16" or "bf16"; got ${JSON.stringify(options.dtype)}.`);
-  }
+  checkExportDtype(options);
   const factors = await adapter.toTensors();
   const merged = adapter.mergedModel;
   if (merged && merged !== model) throw new InvalidArgumentError('The adapter is merged into another model.');
   const deltas = new Map(adapter.modules.map((path) => [`${path}.weight`, { spec: adapter.moduleSpec(path), pair: factors.get(path) as { A: Float32Array; B: Float32Array } }]));
+  return modelFolderFiles(model, source, options, (name, w) => {
+    const d = deltas.get(name);
+    // Weights already merged on the GPU hold the adapter; the others get it added here.
+    if (!d || merged) return;
+    const { spec, pair } = d;
+    const s = spec.scaling * adapter.strength;
+    const row = new Float64Array(spec.r);
+    for (let o = 0; o < spec.outFeatures; o++) {
+      for (let j = 0; j < spec.r; j++) row[j] = s * pair.B[o * spec.r + j];
+      for (let i = 0; i < spec.inFeatures; i++) {
+        let acc = 0;
+        for (let j = 0; j < spec.r; j++) acc += row[j] * pair.A[j * spec.inFeatures + i];
+        w[o * spec.inFeatures + i] = w[o * spec.inFeatures + i] + acc;
+      }
+    }
+  });
+}
+
+/** An adapter that folds into the model's weights on the GPU (DoRA, IA3: PeftAdapter's merge and unmerge). */
+export interface InPlaceMergeable {
+  readonly method: string;
+  merge?(model: LlamaModel): Promise<void>;
+  unmerge?(model: LlamaModel): Promise<void>;
+}
+
+/**
+ * The model with an in-place-merging adapter (DoRA, IA3) merged, as the same Hugging Face folder as
+ * exportMergedModel writes. The adapter is merged into `model` when model.safetensors starts to
+ * stream and unmerged when it ends, so the model is back to its weights up to f32 rounding of the
+ * unmerge afterwards. Needs f32 projection weights: a quantized or 16-bit base is refused with a
+ * typed error (those merges rewrite the stored weights).
+ */
+export async function exportInPlaceMerged(model: LlamaModel, adapter: InPlaceMergeable, source: MergedModelSource, options: ExportMergedOptions = {}): Promise<ExportedFile[]> {
+  model.assertLive();
+  checkExportDtype(options);
+  const merge = adapter.merge?.bind(adapter);
+  const unmerge = adapter.unmerge?.bind(adapter);
+  if (!merge || !unmerge) {
+    throw new InvalidArgumentError(`${adapter.method} adapters have no merge: they change the forward pass itself, so there is no merged model.`, {
+      hint: 'Export the adapter files instead (--format peft).',
+    });
+  }
+  const quantized = model.quantization;
+  if (quantized || model.weightDtype !== 'f32') {
+    throw new InvalidArgumentError(
+      `Merging a ${adapter.method} adapter rewrites the projection weights in f32, and this model stores them ${quantized ? `quantized (${quantized})` : `in ${model.weightDtype}`}.`,
+      { hint: 'Load the base model from its unquantized folder with f32 weights (no --quant, --dtype f32) to export it merged; LoRA adapters merge onto a quantized base.' },
+    );
+  }
+  return modelFolderFiles(model, source, options, undefined, { before: () => merge(model), after: () => unmerge(model) });
+}
+
+function checkExportDtype(options: ExportMergedOptions): void {
+  if (options.dtype !== undefined && !(options.dtype in DTYPE_NAMES)) {
+    throw new InvalidArgumentError(`dtype must be "f32", "f16" or "bf16"; got ${JSON.stringify(options.dtype)}.`);
+  }
+}
+
+/**
+ * The model's weights as a Hugging Face folder (see exportMergedModel): each tensor read as f32,
+ * changed in place by `edit` when given, and encoded as it streams; `around` runs before the
+ * weights stream and after they end (or fail).
+ */
+async function modelFolderFiles(
+  model: LlamaModel,
+  source: MergedModelSource,
+  options: ExportMergedOptions,
+  edit?: (name: string, w: Float32Array) => void,
+  around?: { before(): Promise<void>; after(): Promise<void> },
+): Promise<ExportedFile[]> {
   const sourceDtype = new Map(source.weights.map((w) => [w.name, w.dtype]));
   const storage = (name: string): SafetensorsDType => {
     if (options.dtype) return DTYPE_NAMES[options.dtype].st;
@@ -479,28 +569,26 @@ export async function exportMergedModel(model: LlamaModel, adapter: LoraAdapter,
     shape: t.shape,
     data: async () => {
       const w = await readAsF32(t); // (out, in) for a projection
-      const d = deltas.get(name);
-      // Weights already merged on the GPU hold the adapter; the others get it added here.
-      if (d && !merged) {
-        const { spec, pair } = d;
-        const s = spec.scaling * adapter.strength;
-        const row = new Float64Array(spec.r);
-        for (let o = 0; o < spec.outFeatures; o++) {
-          for (let j = 0; j < spec.r; j++) row[j] = s * pair.B[o * spec.r + j];
-          for (let i = 0; i < spec.inFeatures; i++) {
-            let acc = 0;
-            for (let j = 0; j < spec.r; j++) acc += row[j] * pair.A[j * spec.inFeatures + i];
-            w[o * spec.inFeatures + i] = w[o * spec.inFeatures + i] + acc;
-          }
-        }
-      }
+      edit?.(name, w);
       return encode(w, storage(name));
     },
   }));
   const metadata = { format: 'pt' };
   const layout = safetensorsLayout(tensors, metadata);
+  const weights = around
+    ? async function* () {
+        await around.before();
+        try {
+          yield* streamSafetensors(tensors, metadata);
+        } finally {
+          await around.after();
+        }
+      }
+    : () => streamSafetensors(tensors, metadata);
 
   const rawConfig: Record<string, unknown> = { ...source.rawConfig };
+  // The weights are written dequantized: the folder is no longer a quantized checkpoint.
+  if (model.quantization) delete rawConfig.quantization_config;
   if (options.dtype) {
     if ('dtype' in rawConfig) rawConfig.dtype = DTYPE_NAMES[options.dtype].torch;
     if ('torch_dtype' in rawConfig || !('dtype' in rawConfig)) rawConfig.torch_dtype = DTYPE_NAMES[options.dtype].torch;
@@ -514,7 +602,7 @@ export async function exportMergedModel(model: LlamaModel, adapter: LoraAdapter,
         yield configBytes;
       },
     },
-    { name: 'model.safetensors', bytes: layout.totalBytes, chunks: () => streamSafetensors(tensors, metadata) },
+    { name: 'model.safetensors', bytes: layout.totalBytes, chunks: weights },
   ];
   const listed = new Set(source.files.list());
   for (const name of COPIED_FILES) {
