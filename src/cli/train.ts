@@ -27,7 +27,7 @@ import { FolderCheckpointStore } from '../engine/train/checkpoint-node.ts';
 import { type StepMetrics, type TrainProgress, formatDuration, formatValue } from '../engine/train/metrics.ts';
 import { type TrainOptions, train } from '../engine/train/trainer.ts';
 import { QUANT_FLAGS, parseQuantFlags } from './quantize.ts';
-import { checkPlan, describePlan, planTrainingMemory } from '../engine/plan/memory.ts';
+import { type MemoryPlan, checkPlan, describePlan, planTrainingMemory } from '../engine/plan/memory.ts';
 import type { QuantOptions } from '../engine/quant/format.ts';
 import { intArg, loadCliMethodAdapter, loadCliModel, loadFolderTokenizer, numberArg, openModelArg } from './model-args.ts';
 
@@ -262,25 +262,39 @@ export async function trainCommand(args: string[]): Promise<number> {
     );
     for (const w of s.warnings) process.stderr.write(`warning: ${w}\n`);
 
-    const plan = planTrainingMemory(folder.config, {
-      method: o.quant ? 'qlora' : 'lora',
-      quant: o.quant,
-      weightDtype: o.dtype === 'bf16' ? 'bf16' : 'f32',
-      rank: o.lora?.r,
-      targets: o.lora ? loraTargets(o.lora.target_modules) : undefined,
-      dropout: o.lora?.lora_dropout,
-      batch: o.train.batchSize ?? 8,
-      seqLen,
-      checkpointBlocks: o.train.checkpointBlocks,
-    });
-    process.stderr.write(`memory plan (${o.quant ? `qlora, ${o.quant.format}` : 'lora'}, batch ${o.train.batchSize ?? 8} × ${seqLen} tokens):\n${describePlan(plan)}\n`);
-    if (o.plan) {
-      process.stdout.write(`${JSON.stringify(plan)}\n`);
-      return 0;
+    // The memory plan names the method. LoRA, QLoRA, DoRA and full fine-tuning are planned from the
+    // config before anything loads; the other methods (and a given --adapter, whose method its files
+    // tell) once the adapter exists, from its parameter count.
+    const planOf = (methodId: string, values: MethodOptionValues, trainableParameters?: number) => {
+      const lowRank = methodId === 'lora' || methodId === 'dora';
+      return planTrainingMemory(folder.config, {
+        method: methodId === 'lora' && o.quant ? 'qlora' : methodId,
+        quant: o.quant,
+        weightDtype: o.dtype === 'bf16' ? 'bf16' : 'f32',
+        rank: lowRank ? (values.r as number) : undefined,
+        targets: lowRank ? loraTargets(values.target_modules) : undefined,
+        dropout: lowRank ? (values.lora_dropout as number) : undefined,
+        batch: o.train.batchSize ?? 8,
+        seqLen,
+        checkpointBlocks: o.train.checkpointBlocks,
+        trainableParameters,
+        virtualTokens: methodId === 'prompt' ? Number(values.num_virtual_tokens) : undefined,
+      });
+    };
+    /** Prints the plan; true when --plan asked for it alone. */
+    const showPlan = (plan: MemoryPlan): boolean => {
+      const trainable = plan.trainableParameters.toLocaleString('en-US');
+      process.stderr.write(`memory plan (${plan.method}${o.quant ? `, ${o.quant.format}` : ''}, batch ${o.train.batchSize ?? 8} × ${seqLen} tokens), ${trainable} trainable values:\n${describePlan(plan)}\n`);
+      if (o.plan) process.stdout.write(`${JSON.stringify(plan)}\n`);
+      return o.plan === true;
+    };
+    const early = o.adapter === null && ['lora', 'dora', 'full'].includes(o.method) ? planOf(o.method, o.methodOptions) : null;
+    if (early) {
+      if (showPlan(early)) return 0;
+      checkPlan(early, { maxBufferSize: Infinity, maxStorageBufferBindingSize: Infinity }, o.maxMemory ?? null); // before loading anything
     }
-    checkPlan(plan, { maxBufferSize: Infinity, maxStorageBufferBindingSize: Infinity }, o.maxMemory ?? null); // before loading anything
     const { gpu, model } = await loadCliModel(folder, o.dtype, o.quant);
-    checkPlan(plan, gpu.device.limits);
+    if (early) checkPlan(early, gpu.device.limits);
     try {
       const baseModel = o.model.startsWith('hub:') ? o.model.slice(4).split('@')[0] : basename(resolve(o.model));
       // A given adapter is trained further as it is (its method and settings); else a new one.
@@ -291,6 +305,12 @@ export async function trainCommand(args: string[]): Promise<number> {
       adapter.training = true;
       if (o.adapter) process.stderr.write(`continuing from the adapter in ${o.adapter} (${adapter.describe()})\n`);
       try {
+        if (!early) {
+          const values = o.adapter ? adapter.savedConfig : o.methodOptions;
+          const plan = planOf(adapter.method, values, adapter.parameterCount);
+          if (showPlan(plan)) return 0;
+          checkPlan(plan, gpu.device.limits, o.maxMemory ?? null);
+        }
         await mkdir(out, { recursive: true });
         const store = new FolderCheckpointStore(join(out, 'checkpoints'));
         const metricsPath = join(out, 'metrics.jsonl');

@@ -1,5 +1,6 @@
-// The memory planner: predicts the GPU bytes a LoRA or QLoRA training run needs, from the model's
-// config and the run's settings alone (nothing is loaded), itemised as weights, adapter, gradients,
+// The memory planner: predicts the GPU bytes a training run of any tuning method needs, from the
+// model's config and the run's settings (nothing is loaded; methods whose size depends on more than
+// the config take the adapter's parameter count), itemised as weights, adapter, gradients,
 // optimizer state, activations and workspace; and checks a plan against a device's limits before a
 // run starts, with a typed error that says what to change. The figures follow what this engine
 // allocates: weights as loadModel stores them (f32, bf16 projections, or quantized projections with
@@ -9,7 +10,7 @@
 // class as the allocator rounds it. Measured peaks on tiny models are checked against it
 // (plan/memory.gpu.test.ts); docs/quantization.md lists predictions for real models.
 
-import { GpuOutOfMemoryError } from '../errors.ts';
+import { GpuOutOfMemoryError, InvalidArgumentError } from '../errors.ts';
 import { sizeClass } from '../gpu/allocator.ts';
 import { type ModelConfig, expectedWeights } from '../model/config.ts';
 import { type QuantOptions, quantizedBytes, resolveQuantOptions } from '../quant/format.ts';
@@ -28,11 +29,15 @@ const POOL_FACTOR = 1.12;
 /** Staging buffers of the loss and metrics reads. */
 const READBACK_BYTES = 8192;
 
-export type TrainingMethod = 'lora' | 'qlora';
+/** A registry method id (peft/methods.ts: lora, dora, ia3, prompt, prefix, adapter, full), or qlora: LoRA over a quantized base. */
+export type TrainingMethod = string;
+
+/** Methods whose adapter is LoRA's factors beside the projections (their activations and counts come from rank and targets). */
+const LOW_RANK = new Set(['lora', 'qlora', 'dora']);
 
 export interface PlanOptions {
   method: TrainingMethod;
-  /** QLoRA's quantization of the projection weights (default NF4, block 64, double quantization). */
+  /** Quantization of the projection weights: QLoRA's (default NF4, block 64, double quantization), or any method's quantized base. */
   quant?: QuantOptions;
   /** LoRA: how the frozen projections are stored (default 'f32'). */
   weightDtype?: 'f32' | 'bf16';
@@ -47,15 +52,24 @@ export interface PlanOptions {
   /** Tokens per row. */
   seqLen: number;
   checkpointBlocks?: boolean;
+  /**
+   * Trainable values of the adapter (PeftAdapter.parameterCount once it exists). Required for
+   * methods other than LoRA, QLoRA, DoRA and full fine-tuning, whose counts the plan derives itself
+   * (DoRA: LoRA's factors plus one magnitude per adapted output; full: every weight); when given, it
+   * replaces the derived count.
+   */
+  trainableParameters?: number;
+  /** Virtual tokens prompt tuning puts before every row: they lengthen every row. */
+  virtualTokens?: number;
 }
 
 export interface MemoryPlan {
   method: TrainingMethod;
   /** The frozen base model as stored on the GPU (quantized projections with their scales under QLoRA). */
   weights: number;
-  /** LoRA factors (f32). */
+  /** The trainable tensors (f32): LoRA factors, or the method's own (full fine-tuning: f32 copies of every weight). */
   adapter: number;
-  /** Gradients of the LoRA factors (f32). */
+  /** Gradients of the trainable tensors (f32). */
   gradients: number;
   /** AdamW's two moments (f32). */
   optimizer: number;
@@ -85,12 +99,19 @@ export function quantizedWeightBytes(rows: number, cols: number, quant: QuantOpt
   return quantizedBytes(rows, cols, o) + extra;
 }
 
-/** Predicts the GPU memory of a LoRA/QLoRA training run. */
+/** Predicts the GPU memory of a training run (see PlanOptions for what each method needs). */
 export function planTrainingMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
-  const rank = o.rank ?? 8;
-  const targets = new Set(o.targets ?? PROJECTIONS);
-  const quant = o.method === 'qlora' ? resolveQuantOptions(o.quant ?? { format: 'nf4', block: 64, doubleQuant: true }) : null;
-  const N = o.batch * o.seqLen;
+  const lowRank = LOW_RANK.has(o.method);
+  const rank = lowRank ? (o.rank ?? 8) : 0;
+  const targets = new Set<string>(lowRank ? (o.targets ?? PROJECTIONS) : []);
+  if (!lowRank && o.method !== 'full' && o.trainableParameters === undefined) {
+    throw new InvalidArgumentError(`The memory plan of --method ${o.method} needs the adapter's parameter count (trainableParameters).`);
+  }
+  if (o.trainableParameters !== undefined && !(Number.isInteger(o.trainableParameters) && o.trainableParameters >= 0)) {
+    throw new InvalidArgumentError(`trainableParameters must be a non-negative integer; got ${o.trainableParameters}.`);
+  }
+  const quant = o.method === 'qlora' || o.quant ? resolveQuantOptions(o.quant ?? { format: 'nf4', block: 64, doubleQuant: true }) : null;
+  const N = o.batch * (o.seqLen + (o.virtualTokens ?? 0));
   const f = 4;
 
   // Weights, as loadModel stores them.
@@ -111,8 +132,10 @@ export function planTrainingMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
     }
     if (bytes > largestBuffer.bytes) largestBuffer = { name: w.name, bytes };
     weights += Math.ceil(bytes / 4) * 4;
-    if (proj && targets.has(proj)) trainable += rank * (w.shape[0] + w.shape[1]);
+    if (proj && targets.has(proj)) trainable += rank * (w.shape[0] + w.shape[1]) + (o.method === 'dora' ? w.shape[0] : 0);
+    if (o.method === 'full') trainable += elems;
   }
+  if (o.trainableParameters !== undefined) trainable = o.trainableParameters;
 
   // Activations kept for backward, per token of one micro-batch.
   const C = c.hiddenSize;
