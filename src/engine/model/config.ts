@@ -54,6 +54,12 @@ export interface ModelConfig {
   hiddenAct: 'silu';
   /** `quantization_config.quant_method` of a pre-quantized checkpoint, or null. */
   quantization: string | null;
+  /**
+   * Blocks shared across depth (config.json `layer_weight_source`, docs/compression.md): entry l is
+   * the layer whose weights layer l runs with; only layers that are their own source are stored.
+   * Absent when every layer has its own weights.
+   */
+  layerWeightSource?: readonly number[];
 }
 
 /** transformers class defaults for keys a config.json may omit. */
@@ -210,7 +216,10 @@ export function parseModelConfig(raw: unknown, file = 'config.json'): ModelConfi
     quantization = typeof method === 'string' ? method : 'unknown';
   }
 
+  const layerWeightSource = parseLayerWeightSource(c.layer_weight_source, numHiddenLayers, file);
+
   return {
+    ...(layerWeightSource ? { layerWeightSource } : {}),
     architecture,
     modelType: optString('model_type'),
     hiddenSize,
@@ -236,6 +245,23 @@ export function parseModelConfig(raw: unknown, file = 'config.json'): ModelConfi
     hiddenAct: 'silu',
     quantization,
   };
+}
+
+/** `layer_weight_source`: null/absent, or one index per layer, each a layer at or before it that is its own source. */
+function parseLayerWeightSource(v: unknown, layers: number, file: string): number[] | null {
+  if (v === undefined || v === null) return null;
+  if (!Array.isArray(v) || v.length !== layers) {
+    throw new ModelConfigError(`Key "layer_weight_source" must list one layer index per layer (${layers}); got ${JSON.stringify(v)}.`, { file });
+  }
+  v.forEach((s, l) => {
+    if (!Number.isInteger(s) || s < 0 || s > l || v[s] !== s) {
+      throw new ModelConfigError(
+        `Key "layer_weight_source" entry ${l} is ${JSON.stringify(s)}; expected a layer index at most ${l} whose own entry is itself (a layer that stores its weights).`,
+        { file },
+      );
+    }
+  });
+  return v as number[];
 }
 
 /** rope_scaling / rope_parameters: null, a "default" type, or llama3 (type given as `rope_type` or `type`). */
@@ -292,6 +318,7 @@ export function expectedWeights(c: ModelConfig): WeightSpec[] {
   const F = c.intermediateSize;
   const out: WeightSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, H] }];
   for (let l = 0; l < c.numHiddenLayers; l++) {
+    if (c.layerWeightSource && c.layerWeightSource[l] !== l) continue; // runs with another layer's weights
     const p = `model.layers.${l}.`;
     out.push({ name: `${p}input_layernorm.weight`, shape: [H] });
     const proj = (n: string, rows: number, cols: number, bias: boolean) => {
