@@ -6,14 +6,16 @@
 
 import { InvalidArgumentError, ShapeError } from '../errors.ts';
 import type { Batch } from '../gpu/batch.ts';
-import { type Chunk, Tensor, createTensor } from '../gpu/tensor.ts';
+import { type Chunk, Tensor, createTensor, rowLayout } from '../gpu/tensor.ts';
 import { type AttentionOptions, attention as attentionKernel, attentionBackward, attentionLseShape, attentionShape, attentionStatsShape } from '../kernels/attention.ts';
 import { crossEntropy } from '../kernels/cross_entropy.ts';
+import { distill as distillKernel } from '../kernels/distill.ts';
 import { dropout as dropoutKernel, dropoutBackward } from '../kernels/dropout.ts';
 import { addRows, affine, axpby, fill, mul as mulKernel } from '../kernels/elementwise.ts';
 import { type TokenGroups, embedding as embeddingKernel, embeddingBackward } from '../kernels/embedding.ts';
 import { matmul, matmulOutShape } from '../kernels/matmul.ts';
 import { matmulLowp, matmulLowpBackward } from '../kernels/matmul_lowp.ts';
+import { matmulQuant, matmulQuantBackward } from '../kernels/quant.ts';
 import { rmsnorm as rmsnormKernel, rmsnormBackward } from '../kernels/rmsnorm.ts';
 import { rope as ropeKernel, ropeBackward } from '../kernels/rope.ts';
 import { swiglu as swigluKernel, swigluBackward } from '../kernels/swiglu.ts';
@@ -256,7 +258,9 @@ export function addBias(tape: Tape, b: Batch, x: Var, bias: Var): Var {
       const sum = scratch(bb, [1, M], 'addBias.dbias'); // (1, M) = ones · dy
       matmul(bb, ones, dy!, sum, { transB: false });
       ones.release();
-      dbias = new Tensor(sum.gpu, bias.value.shape, 'f32', [...sum.chunks], true, 'addBias.dbias'); // (M), takes over sum's buffer
+      // (M), takes over sum's buffer: the same bytes, as one chunk of M one-element rows.
+      const c = sum.chunks[0];
+      dbias = new Tensor(sum.gpu, bias.value.shape, 'f32', [{ ...c, rowStart: 0, rows: M }], true, 'addBias.dbias');
     }
     return [dx, dbias];
   })[0];
@@ -277,4 +281,101 @@ export function dropout(tape: Tape, b: Batch, x: Var, p: number, seed: number): 
     dropoutBackward(bb, dy!, dx, p, seed);
     return [dx];
   })[0];
+}
+
+/**
+ * x (N, M) with column j multiplied by l[j] (a vector of M values, e.g. IA3's scaling). The vector
+ * is spread over N rows with addRows and multiplied elementwise. Backward: dx = dy ⊙ l on every
+ * row, dl = the column sum of dy ⊙ x (a (1, N) row of ones times it).
+ */
+export function scaleColumns(tape: Tape, b: Batch, x: Var, l: Var): Var {
+  const M = l.value.numel;
+  if (x.value.shape.length !== 2 || x.value.shape[1] !== M) {
+    throw new ShapeError(`scaleColumns: x must be (N, ${M}) for a vector of ${M} values; got ${x.value.describe()}.`);
+  }
+  const N = x.value.shape[0];
+  const spread = scratch(b, [N, M], 'scaleColumns.l'); // (N, M), every row = l
+  fill(b, spread, 0);
+  addRows(b, spread, l.value);
+  const out = scratch(b, [N, M], 'scaleColumns'); // (N, M)
+  mulKernel(b, x.value, spread, out);
+  return tape.record('scaleColumns', [x, l], [out], [spread], (bb, [dy], needs) => {
+    let dx: Tensor | null = null;
+    let dl: Tensor | null = null;
+    if (needs[0]) {
+      dx = scratch(bb, [N, M], 'scaleColumns.dx'); // (N, M)
+      mulKernel(bb, dy!, spread, dx);
+    }
+    if (needs[1]) {
+      const prod = scratch(bb, [N, M], 'scaleColumns.dyx'); // (N, M) = dy ⊙ x
+      mulKernel(bb, dy!, x.value, prod);
+      const ones = scratch(bb, [1, N], 'scaleColumns.ones'); // (1, N)
+      fill(bb, ones, 1);
+      const sum = scratch(bb, [1, M], 'scaleColumns.dl'); // (1, M) = ones · (dy ⊙ x)
+      matmul(bb, ones, prod, sum, { transB: false });
+      ones.release();
+      prod.release();
+      // l's shape over sum's buffer, with the chunk's row count of l's layout (M rows of one value for a vector).
+      const c = sum.chunks[0];
+      const rows = rowLayout(l.value.shape).rows;
+      dl = new Tensor(sum.gpu, l.value.shape, 'f32', [{ buffer: c.buffer, offset: c.offset, rowStart: 0, rows, bytes: c.bytes }], true, 'scaleColumns.dl');
+    }
+    return [dx, dl];
+  })[0];
+}
+
+/**
+ * y = x · Wᵀ through a frozen quantized weight (a QuantizedTensor: NF4, FP4, INT8 or INT4), decoded
+ * inside the kernel tile by tile. Backward gives dx = dY · W (the weight gets no gradient).
+ */
+export function linearQuant(tape: Tape, b: Batch, x: Var, w: Var, scale = 1): Var {
+  if (w.requiresGrad) {
+    throw new InvalidArgumentError(`linearQuant: weight ${w.value.describe()} is quantized and cannot be trained; train an adapter over it (QLoRA).`);
+  }
+  const y = scratch(b, [...x.value.shape.slice(0, -1), w.value.shape[0]], 'linearQuant'); // (N, M)
+  matmulQuant(b, x.value, w.value, y, { alpha: scale });
+  return tape.record('linearQuant', [x, w], [y], [], (bb, [dy], needs) => {
+    if (!needs[0]) return [null, null];
+    const dx = scratch(bb, x.value.shape, 'linearQuant.dx'); // (N, K) dX = dY · W
+    matmulQuantBackward(bb, dy!, w.value, dx, { alpha: scale });
+    return [dx, null];
+  })[0];
+}
+
+export interface DistillLossOptions {
+  /** Tokens per chunk of the two (chunkTokens, V) logits buffers. */
+  chunkTokens: number;
+  /** Softmax temperature of the KL term. */
+  temperature: number;
+  /** Weight of the KL term; 1 − alpha weighs the cross-entropy with the labels. */
+  alpha: number;
+}
+
+/**
+ * The knowledge-distillation loss (1) of a student's hidden states h (N, C) and head lmHead (V, C)
+ * against a teacher's hidden states (N, Ct) and head (V, Ct), plain tensors that get no gradient:
+ * mean over the counted labels (N) of alpha·T²·KL(teacher‖student at temperature T) +
+ * (1 − alpha)·cross-entropy. Like crossEntropyLoss, the kernel computes dh and dW with the loss.
+ */
+export function distillLoss(
+  tape: Tape,
+  b: Batch,
+  h: Var,
+  lmHead: Var,
+  teacherH: Tensor,
+  teacherHead: Tensor,
+  labels: Tensor,
+  hostCount: number,
+  opts: DistillLossOptions,
+): Var {
+  const loss = scratch(b, [1], 'distill.loss'); // (1)
+  const dh = tape.recording && h.requiresGrad ? scratch(b, h.value.shape, 'distill.dh') : undefined; // (N, C)
+  const dW = tape.recording && lmHead.requiresGrad ? scratch(b, lmHead.value.shape, 'distill.dW') : undefined; // (V, C)
+  if (dW) fill(b, dW, 0);
+  distillKernel(b, h.value, lmHead.value, teacherH, teacherHead, labels, hostCount, { ...opts, loss, dh, dW });
+  const saved = [dh, dW].filter((t) => t !== undefined);
+  return tape.record('distillLoss', [h, lmHead], [loss], saved, (bb, [dl], needs) => [
+    needs[0] && dh ? scaleByScalar(bb, dh, dl!) : null,
+    needs[1] && dW ? scaleByScalar(bb, dW, dl!) : null,
+  ])[0];
 }
