@@ -10,7 +10,12 @@ import { evalCommand } from './eval.ts';
 import { exportCommand } from './export.ts';
 import { generateCommand } from './generate.ts';
 import { infoCommand } from './info.ts';
+import { QUANTIZE_USAGE, quantizeCommand } from './quantize.ts';
 import { TRAIN_USAGE, trainCommand } from './train.ts';
+import { COMPRESS_REPORT_USAGE, compressReportCommand } from './compress-report.ts';
+import { DISTILL_USAGE, distillCommand } from './distill.ts';
+import { PRUNE_USAGE, pruneCommand } from './prune.ts';
+import { SHARE_USAGE, shareCommand } from './share.ts';
 
 const USAGE = `whetstone <command> [options]
 
@@ -21,24 +26,45 @@ Commands:
                       backend on the same adapter; prints a table and writes JSON
   info --model DIR    Summarise a model folder as JSON (architecture, sizes, parameters, dtype)
   eval --model DIR --data FILE [--adapter DIR] [--json] [--dtype f32|bf16] [--batch-tokens N]
-       [--format F] [--train-on-prompt] [--skip-bad-rows]
+       [--format F] [--train-on-prompt] [--skip-bad-rows] [--quant nf4|fp4|int8|int4 [--double-quant] [--block N]]
+       [--act-int8 dynamic|static [--calib FILE]]
                       Loss and perplexity on a JSONL file of {"text": ...} or
                       {"input_ids": [...], "labels": [...]} rows (-100 labels are not counted), or
                       on any dataset format train takes, with the same chat templates and loss
-                      masks; with a PEFT LoRA adapter folder on top when --adapter is given
+                      masks; with an adapter folder on top when --adapter is given (any method:
+                      LoRA, DoRA, IA3, prompt or prefix tuning, bottleneck; found from its files)
   generate --model DIR --prompt TEXT [--chat] [--max-new-tokens N] [--temperature T]
            [--top-p P] [--top-k K] [--seed S] [--dtype f32|bf16] [--adapter DIR]
+           [--quant nf4|fp4|int8|int4 [--double-quant] [--block N]]
                       Stream a continuation of the prompt (--chat: through the model's chat
                       template); greedy unless a temperature is given or generation_config.json
                       sets do_sample
   export --model DIR --adapter DIR --format peft|gguf|merged --out PATH [--dtype f32|f16|bf16]
          [--base OLLAMA_BASE]
-                      Write a PEFT LoRA adapter as PEFT files, as a llama.cpp GGUF adapter with an
+                      Write a saved adapter again (peft; any method, its own files) or, for LoRA, as a llama.cpp GGUF adapter with an
                       Ollama Modelfile beside it, or merged into the base model as a Hugging Face
                       folder (--dtype: the tensors' type; merged keeps the checkpoint's by default)
   ${TRAIN_USAGE}
-                      Fine-tune a LoRA adapter on a dataset file; writes the PEFT adapter, README.md,
+                      Fine-tune an adapter (--method, docs/methods.md) on a dataset file; writes the adapter files, README.md (LoRA),
                       metrics.jsonl and resumable checkpoints/ to --out (Ctrl-C stops, --resume continues)
+  ${QUANTIZE_USAGE}
+                      Post-training quantization of the projection weights into a Hugging Face
+                      folder (NF4/FP4 and INT8 in bitsandbytes' serialization, which transformers
+                      loads; INT4 groups in Whetstone's own); prints per-layer error and, with
+                      --data, the evaluation loss before and after
+  ${PRUNE_USAGE}
+                      Write a pruned model folder: dropped layers, fewer attention heads (whole KV
+                      groups or query heads per group) and MLP neurons (smaller config), or
+                      unstructured / N:M sparsity by magnitude or Wanda; optional LoRA recovery
+  ${SHARE_USAGE}
+                      Write a model folder with blocks shared across depth and/or weights clustered
+                      to a k-entry codebook per tensor (loads back in Whetstone)
+  ${DISTILL_USAGE}
+                      Train a smaller student (a folder, or the teacher with layers dropped) on the
+                      teacher's distributions; prints held-out KL and losses before and after
+  ${COMPRESS_REPORT_USAGE}
+                      Apply each compression technique to a model and print one markdown table:
+                      size, evaluation loss before and after, and generation tokens/s
   help                Show this text
 
 --model takes a Hugging Face model folder or hub:ORG/NAME[@REVISION], downloaded (resumably) into
@@ -68,6 +94,16 @@ export async function main(argv: string[]): Promise<number> {
         return await exportCommand(rest);
       case 'train':
         return await trainCommand(rest);
+      case 'prune':
+        return await pruneCommand(rest);
+      case 'share':
+        return await shareCommand(rest);
+      case 'distill':
+        return await distillCommand(rest);
+      case 'compress-report':
+        return await compressReportCommand(rest);
+      case 'quantize':
+        return await quantizeCommand(rest);
       case undefined:
       case 'help':
       case '--help':
