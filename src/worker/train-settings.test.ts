@@ -1,8 +1,10 @@
 // The Train screen's settings: defaults by model size (the demo model's make a short LoRA run on the
 // sample dataset), parsing of what was typed with one message per wrong field, and the way back from
-// settings to the form.
+// settings to the form, for every method of the registry and QLoRA.
 import { describe, expect, it } from 'vitest';
-import { METHODS, defaultDraft, draftOf, fieldsOf, loraTargets, parseSettings, sizeClass } from './train-settings.ts';
+import { METHODS as REGISTRY } from '../engine/peft/methods.ts';
+import { MAX_VIRTUAL_TOKENS } from '../engine/peft/prompt/index.ts';
+import { METHODS, METHOD_IDS, defaultDraft, draftOf, engineMethodOf, fieldsOf, loraTargets, parseSettings, sizeClass } from './train-settings.ts';
 
 const DEMO = { parameters: 851_000, maxPositionEmbeddings: 2048 };
 const SMOL = { parameters: 134.5e6, maxPositionEmbeddings: 8192 };
@@ -60,11 +62,11 @@ describe('validation', () => {
     expect(withField('valFraction', '0.9').errors).toEqual({ valFraction: 'The validation share must be at least 0 and at most 0.5; got 0.9.' });
     expect(withField('seed', '-1').errors).toEqual({ seed: 'The seed must be a whole number; got "-1".' });
     expect(withField('schedule', 'step').errors).toEqual({ schedule: 'Choose a schedule: constant, linear, cosine.' });
-    expect(withField('method', 'magic').errors).toEqual({ method: 'Choose a method: LoRA.' });
+    expect(withField('method', 'magic').errors).toEqual({ method: 'Choose a method: LoRA, QLoRA, DoRA, IA3, Prompt tuning, Prefix tuning, Bottleneck adapters, Full fine-tuning.' });
   });
 
   it('checks target modules by name', () => {
-    expect(withField('lora.targets', 'q_proj, v_proj ,q_proj').settings?.lora.targets).toBe('q_proj,v_proj');
+    expect(withField('lora.targets', 'q_proj, v_proj ,q_proj').settings?.lora?.targets).toBe('q_proj,v_proj');
     expect(withField('lora.targets', 'q_proj,lm_head').errors).toEqual({
       'lora.targets': 'Target modules must be "all-linear" or names from q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; "lm_head" is not among them.',
     });
@@ -95,5 +97,74 @@ describe('the form', () => {
     expect(Object.fromEntries(fields.filter((f) => f.unit).map((f) => [f.key, f.unit]))).toMatchObject({ seqLen: 'tokens', batchSize: 'rows', steps: 'steps', saveEvery: 'steps' });
     // Every key of the draft is a field of the form, and the other way round.
     expect(Object.keys(defaultDraft('lora', DEMO)).filter((k) => k !== 'method').sort()).toEqual(fields.map((f) => f.key).sort());
+  });
+});
+
+describe('every method', () => {
+  it('offers each registry method in its order, QLoRA after LoRA, with the fields of its options', () => {
+    expect(METHOD_IDS).toEqual(['lora', 'qlora', 'dora', 'ia3', 'prompt', 'prefix', 'adapter', 'full']);
+    for (const m of REGISTRY) {
+      expect(METHODS[m.id].name).toBe(m.label);
+      expect(METHODS[m.id].engine).toBe(m);
+      if (m.peftType !== 'LORA') expect(METHODS[m.id].fields.map((f) => f.key)).toEqual(m.options.map((o) => `${m.id}.${o.key}`));
+    }
+    expect(fieldsOf('qlora').slice(0, 7).map((f) => f.key)).toEqual(['lora.rank', 'lora.alpha', 'lora.dropout', 'lora.targets', 'quant.format', 'quant.doubleQuant', 'quant.block']);
+    expect(fieldsOf('prompt')[1]).toMatchObject({ key: 'prompt.prompt_tuning_init', kind: 'select', options: [{ value: 'RANDOM' }, { value: 'TEXT' }, { value: 'SAMPLE_VOCAB' }] });
+    expect(fieldsOf('prompt')[0]).toMatchObject({ label: 'Virtual tokens', unit: 'tokens', kind: 'int' });
+    expect(fieldsOf('prompt')[0].help).toContain(`From 1 to ${MAX_VIRTUAL_TOKENS}.`);
+  });
+
+  it('parses the defaults of every method into settings that round-trip through the form', () => {
+    for (const id of METHOD_IDS) {
+      for (const model of [DEMO, SMOL]) {
+        const draft = defaultDraft(id, model);
+        const { settings, errors } = parseSettings(draft, model);
+        expect(errors, id).toEqual({});
+        expect(settings?.method).toBe(id);
+        expect(parseSettings(draftOf(settings!), model).settings).toEqual(settings);
+        const fields = fieldsOf(id);
+        expect(fields.every((f) => f.label !== '' && f.help !== ''), id).toBe(true);
+        expect(Object.keys(draft).filter((k) => k !== 'method').sort(), id).toEqual(fields.map((f) => f.key).sort());
+      }
+    }
+  });
+
+  it('gives each method the registry values that create its adapter', () => {
+    const settingsOf = (id: string, extra: Record<string, string> = {}) => parseSettings({ ...defaultDraft(id, DEMO), ...extra }, DEMO).settings!;
+    expect(engineMethodOf(settingsOf('lora'))).toMatchObject({ method: { id: 'lora' }, values: { r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: 'all-linear' } });
+    expect(engineMethodOf(settingsOf('qlora'))).toMatchObject({ method: { id: 'lora' }, values: { r: 8 } });
+    expect(settingsOf('qlora').quant).toEqual({ format: 'nf4', doubleQuant: true, block: 64 });
+    expect(engineMethodOf(settingsOf('dora')).method.id).toBe('dora');
+    expect(engineMethodOf(settingsOf('ia3'))).toMatchObject({ method: { id: 'ia3' }, values: { target_modules: null, feedforward_modules: null } });
+    expect(engineMethodOf(settingsOf('ia3', { 'ia3.target_modules': 'v_proj, down_proj', 'ia3.feedforward_modules': 'down_proj' })).values).toEqual({ target_modules: ['v_proj', 'down_proj'], feedforward_modules: ['down_proj'] });
+    expect(engineMethodOf(settingsOf('prompt', { 'prompt.num_virtual_tokens': '4', 'prompt.prompt_tuning_init': 'TEXT', 'prompt.prompt_tuning_init_text': 'Answer:' })).values).toEqual({
+      num_virtual_tokens: 4,
+      prompt_tuning_init: 'TEXT',
+      prompt_tuning_init_text: 'Answer:',
+    });
+    expect(engineMethodOf(settingsOf('prefix')).values).toEqual({ num_virtual_tokens: 20 });
+    expect(engineMethodOf(settingsOf('adapter')).values).toEqual({ reduction_factor: 16 });
+    expect(engineMethodOf(settingsOf('full'))).toMatchObject({ method: { id: 'full' }, values: {} });
+  });
+
+  it('checks each option against its registry bounds with a message naming the field', () => {
+    const errorsOf = (id: string, key: string, value: string) => parseSettings({ ...defaultDraft(id, DEMO), [key]: value }, DEMO).errors;
+    expect(errorsOf('prompt', 'prompt.num_virtual_tokens', '0')).toEqual({ 'prompt.num_virtual_tokens': `Virtual tokens must be from 1 to ${MAX_VIRTUAL_TOKENS}; got 0.` });
+    expect(errorsOf('prefix', 'prefix.num_virtual_tokens', 'many')).toEqual({ 'prefix.num_virtual_tokens': 'Virtual tokens must be a whole number; got "many".' });
+    expect(errorsOf('prompt', 'prompt.prompt_tuning_init', 'ZEROS')).toEqual({ 'prompt.prompt_tuning_init': 'Choose initialization: RANDOM, TEXT, SAMPLE_VOCAB.' });
+    expect(errorsOf('adapter', 'adapter.reduction_factor', '0.5')).toEqual({ 'adapter.reduction_factor': 'Reduction factor must be at least 1; got 0.5.' });
+    expect(errorsOf('ia3', 'ia3.target_modules', 'k_proj,lm_head')).toEqual({
+      'ia3.target_modules': 'Target modules must be "all-linear" or names from q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; "lm_head" is not among them.',
+    });
+    expect(errorsOf('dora', 'lora.rank', '0')).toEqual({ 'lora.rank': 'Rank must be from 1 to 1024; got 0.' });
+  });
+
+  it('checks the QLoRA quantization fields', () => {
+    const errorsOf = (extra: Record<string, string>) => parseSettings({ ...defaultDraft('qlora', DEMO), ...extra }, DEMO).errors;
+    expect(errorsOf({ 'quant.format': 'int8' })).toEqual({ 'quant.doubleQuant': 'Double quantization applies to nf4 and fp4, not int8.' });
+    expect(errorsOf({ 'quant.format': 'int8', 'quant.doubleQuant': 'false' })).toEqual({});
+    expect(errorsOf({ 'quant.block': '48' })).toEqual({ 'quant.block': 'The nf4 block size must be a power of two from 32 to 4096; got 48.' });
+    expect(errorsOf({ 'quant.format': 'int4', 'quant.doubleQuant': 'false', 'quant.block': '256' })).toEqual({ 'quant.block': 'The int4 group size must be 32, 64 or 128; got 256.' });
+    expect(errorsOf({ 'quant.format': 'q2' })).toEqual({ 'quant.format': 'Choose a quantization: nf4, fp4, int8, int4.' });
   });
 });

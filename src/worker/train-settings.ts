@@ -1,11 +1,16 @@
-// The settings of a training run as the studio edits them: the fine-tuning methods it offers (one
-// registry, METHODS, where a new method adds its fields, defaults and checks), the hyperparameters
-// every method shares, defaults scaled to the size of the chosen model, and the parsing and checking
-// of what a person typed, field by field, with messages that say what is wrong and what is allowed.
-// Pure data and functions: the Train screen imports them to check the form as it is typed, and the
-// worker checks the same settings again before it trains. Nothing here trains or touches the GPU.
+// The settings of a training run as the studio edits them: the fine-tuning methods it offers (taken
+// from the engine's tuning-method registry, src/engine/peft/methods.ts, so a method added there
+// appears here with its fields, defaults and bounds; plus QLoRA, LoRA over a quantized base), the
+// hyperparameters every method shares, defaults scaled to the size of the chosen model, and the
+// parsing and checking of what a person typed, field by field, with messages that say what is wrong
+// and what is allowed. Pure data and functions: the Train screen imports them to check the form as
+// it is typed, and the worker checks the same settings again before it trains. Nothing here trains
+// or touches the GPU.
 
+import { InvalidArgumentError } from '../engine/errors.ts';
+import { type MethodOption, type MethodOptionValues, METHODS as REGISTRY, type TuningMethod, parseMethodOptions } from '../engine/peft/methods.ts';
 import { SCHEDULE_NAMES, type ScheduleName } from '../engine/optim/schedule.ts';
+import { QUANT_FORMATS, type QuantFormat, resolveQuantOptions } from '../engine/quant/format.ts';
 
 /** The projections LoRA can adapt in the Llama-family models the engine loads. */
 export const LINEAR_MODULE_NAMES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
@@ -50,6 +55,7 @@ export interface CommonSettings {
   seed: number;
 }
 
+/** LoRA's settings (also DoRA's and QLoRA's). */
 export interface LoraSettings {
   rank: number;
   alpha: number;
@@ -58,9 +64,29 @@ export interface LoraSettings {
   targets: string;
 }
 
-/** The settings of a run: the method, its own settings and the shared ones. */
-export type TrainSettings = { method: 'lora'; lora: LoraSettings } & CommonSettings;
-export type MethodId = TrainSettings['method'];
+/** QLoRA's quantization of the frozen base. */
+export interface QuantSettings {
+  format: QuantFormat;
+  /** NF4/FP4 only: the absmax values quantized again. */
+  doubleQuant: boolean;
+  /** NF4/FP4 block size, INT4 group size; INT8 quantizes per row and ignores it. */
+  block: number;
+}
+
+/** A studio method id: a registry id ("lora", "ia3", "full" …) or "qlora". */
+export type MethodId = string;
+
+/**
+ * The settings of a run: the method, its own settings and the shared ones. LoRA, DoRA and QLoRA
+ * keep theirs in `lora` (QLoRA also `quant`); every other method keeps its registry option values
+ * (by config key, as parseMethodOptions gives them) in `options`.
+ */
+export type TrainSettings = {
+  method: MethodId;
+  lora?: LoraSettings;
+  quant?: QuantSettings;
+  options?: MethodOptionValues;
+} & CommonSettings;
 
 /** What defaults and checks need to know of the chosen model. */
 export interface ModelFacts {
@@ -73,10 +99,14 @@ export interface MethodSpec {
   id: MethodId;
   name: string;
   description: string;
+  /** The registry method that makes the adapter (QLoRA: LoRA). */
+  engine: TuningMethod;
+  /** The base model is quantized while it trains (QLoRA). */
+  quantized: boolean;
   fields: readonly FieldSpec[];
   defaults(model: ModelFacts): SettingsDraft;
   /** Reads the method's own fields; puts a message per bad field into `errors`. */
-  parse(draft: SettingsDraft, errors: Record<string, string>): Omit<TrainSettings, keyof CommonSettings>;
+  parse(draft: SettingsDraft, errors: Record<string, string>): Pick<TrainSettings, 'method' | 'lora' | 'quant' | 'options'>;
 }
 
 /** The size class of a model, which its defaults follow. */
@@ -100,29 +130,198 @@ const LORA_FIELDS: readonly FieldSpec[] = [
   },
 ];
 
-/** The methods the Train screen offers. A new method adds its entry here and its adapter builder in training.ts. */
-export const METHODS: Record<MethodId, MethodSpec> = {
-  lora: {
-    id: 'lora',
-    name: 'LoRA',
-    description: 'Low-rank adapters beside the chosen projections; the base weights stay frozen. Exports to PEFT, GGUF (llama.cpp, Ollama) and a merged model.',
-    fields: LORA_FIELDS,
-    defaults(model) {
-      const size = sizeClass(model.parameters);
-      const rank = size === 'small' || size === 'medium' ? 16 : 8;
-      return { 'lora.rank': String(rank), 'lora.alpha': String(2 * rank), 'lora.dropout': size === 'tiny' ? '0' : '0.05', 'lora.targets': 'all-linear' };
-    },
-    parse(draft, errors) {
-      const rank = readInt(draft, 'lora.rank', 'Rank', 1, 1024, errors);
-      const alpha = readNumber(draft, 'lora.alpha', 'Alpha', errors, { min: 0, minExclusive: true, max: 1e6 });
-      const dropout = readNumber(draft, 'lora.dropout', 'Dropout', errors, { min: 0, max: 1, maxExclusive: true });
-      const targets = readTargets(draft, errors);
-      return { method: 'lora', lora: { rank, alpha, dropout, targets } };
-    },
+const QUANT_FIELDS: readonly FieldSpec[] = [
+  {
+    key: 'quant.format',
+    label: 'Base quantization',
+    unit: '',
+    kind: 'select',
+    options: QUANT_FORMATS.map((f) => ({ value: f, label: { nf4: 'NF4 (4-bit normal float)', fp4: 'FP4 (4-bit float)', int8: 'INT8 (per row)', int4: 'INT4 (groups)' }[f] })),
+    help: 'How the frozen projection weights are stored while training; the adapter itself trains in f32.',
   },
-};
+  {
+    key: 'quant.doubleQuant',
+    label: 'Double quantization',
+    unit: '',
+    kind: 'select',
+    options: [
+      { value: 'true', label: 'Yes' },
+      { value: 'false', label: 'No' },
+    ],
+    help: 'NF4 and FP4 only: quantize the block scales too (about 0.4 bit per weight less).',
+  },
+  { key: 'quant.block', label: 'Block size', unit: 'weights', kind: 'int', help: 'NF4/FP4: a power of two from 32 to 4096; INT4: 32, 64 or 128; INT8 ignores it.', advanced: true },
+];
+
+function loraDefaults(model: ModelFacts): SettingsDraft {
+  const size = sizeClass(model.parameters);
+  const rank = size === 'small' || size === 'medium' ? 16 : 8;
+  return { 'lora.rank': String(rank), 'lora.alpha': String(2 * rank), 'lora.dropout': size === 'tiny' ? '0' : '0.05', 'lora.targets': 'all-linear' };
+}
+
+function parseLora(draft: SettingsDraft, errors: Record<string, string>): LoraSettings {
+  const rank = readInt(draft, 'lora.rank', 'Rank', 1, 1024, errors);
+  const alpha = readNumber(draft, 'lora.alpha', 'Alpha', errors, { min: 0, minExclusive: true, max: 1e6 });
+  const dropout = readNumber(draft, 'lora.dropout', 'Dropout', errors, { min: 0, max: 1, maxExclusive: true });
+  const targets = readTargets(draft, 'lora.targets', 'Target modules', errors) ?? '';
+  return { rank, alpha, dropout, targets };
+}
+
+function parseQuant(draft: SettingsDraft, errors: Record<string, string>): QuantSettings {
+  const format = draft['quant.format'] as QuantFormat;
+  if (!QUANT_FORMATS.includes(format)) errors['quant.format'] = `Choose a quantization: ${QUANT_FORMATS.join(', ')}.`;
+  const dq = draft['quant.doubleQuant'];
+  if (dq !== 'true' && dq !== 'false') errors['quant.doubleQuant'] = 'Double quantization must be Yes or No.';
+  const doubleQuant = dq === 'true';
+  const block = readInt(draft, 'quant.block', 'The block size', 1, 4096, errors);
+  if (errors['quant.format'] === undefined && errors['quant.block'] === undefined && errors['quant.doubleQuant'] === undefined) {
+    try {
+      resolveQuantOptions({ format, block, doubleQuant });
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      errors[/double/i.test(message) ? 'quant.doubleQuant' : 'quant.block'] = message;
+    }
+  }
+  return { format, doubleQuant, block };
+}
+
+/** The field key of a registry option: `<method>.<config key>`. */
+export function optionFieldKey(method: TuningMethod, option: MethodOption): string {
+  return `${method.id}.${option.key}`;
+}
+
+/** A registry option as a form field (label, unit, help, kind and choices from the option). */
+function optionField(method: TuningMethod, o: MethodOption): FieldSpec {
+  const key = optionFieldKey(method, o);
+  const bounds =
+    o.type === 'int' || o.type === 'number'
+      ? o.min !== undefined && o.max !== undefined
+        ? ` From ${o.min} to ${o.maxExclusive ? 'below ' : ''}${o.max}.`
+        : o.min !== undefined
+          ? ` At least ${o.min}.`
+          : ''
+      : '';
+  if (o.type === 'boolean') {
+    return { key, label: o.label, unit: '', kind: 'select', options: [{ value: 'true', label: 'Yes' }, { value: 'false', label: 'No' }], help: o.help };
+  }
+  if (o.type === 'choice') return { key, label: o.label, unit: '', kind: 'select', options: (o.choices ?? []).map((c) => ({ value: c, label: c })), help: o.help };
+  if (o.type === 'modules') {
+    return { key, label: o.label, unit: '', kind: 'text', help: `${o.help} Names from ${LINEAR_MODULE_NAMES.join(', ')}${o.default === null ? '; empty for the default' : ''}.` };
+  }
+  if (o.type === 'text') return { key, label: o.label, unit: '', kind: 'text', help: `${o.help}${o.default === null ? ' Optional.' : ''}` };
+  const unit = /tokens/i.test(o.label) ? 'tokens' : '';
+  return { key, label: o.label, unit, kind: o.type, help: `${o.help}${bounds}` };
+}
+
+function optionDefault(o: MethodOption): string {
+  const d = o.default;
+  if (d === null) return '';
+  if (Array.isArray(d)) return d.join(',');
+  return String(d);
+}
+
+/** Reads a registry option's field; the typed value (undefined for "the default") or NaN/undefined with a message in `errors`. */
+function readOption(method: TuningMethod, o: MethodOption, draft: SettingsDraft, errors: Record<string, string>): unknown {
+  const key = optionFieldKey(method, o);
+  const raw = (draft[key] ?? '').trim();
+  switch (o.type) {
+    case 'int': {
+      const max = o.max === undefined ? Number.MAX_SAFE_INTEGER : o.maxExclusive ? o.max - 1 : o.max;
+      return readInt(draft, key, o.label, o.min ?? 0, max, errors);
+    }
+    case 'number':
+      return readNumber(draft, key, o.label, errors, { min: o.min ?? -Infinity, max: o.max ?? Infinity, maxExclusive: o.maxExclusive });
+    case 'boolean':
+      if (raw !== 'true' && raw !== 'false') errors[key] = `${o.label} must be Yes or No.`;
+      return raw === 'true';
+    case 'choice':
+      if (!(o.choices ?? []).includes(raw)) errors[key] = `Choose ${o.label.toLowerCase()}: ${(o.choices ?? []).join(', ')}.`;
+      return raw;
+    case 'modules':
+      if (raw === '' && o.default === null) return undefined;
+      return readTargets(draft, key, o.label, errors) ?? undefined;
+    case 'text':
+      return raw === '' ? undefined : raw;
+  }
+}
+
+/** The studio entry of a registry method; LoRA-family methods keep the LoRA fields. */
+function specOf(method: TuningMethod): MethodSpec {
+  if (method.peftType === 'LORA') {
+    return {
+      id: method.id,
+      name: method.label,
+      description: method.description,
+      engine: method,
+      quantized: false,
+      fields: LORA_FIELDS,
+      defaults: loraDefaults,
+      parse: (draft, errors) => ({ method: method.id, lora: parseLora(draft, errors) }),
+    };
+  }
+  return {
+    id: method.id,
+    name: method.label,
+    description: method.description,
+    engine: method,
+    quantized: false,
+    fields: method.options.map((o) => optionField(method, o)),
+    defaults: () => Object.fromEntries(method.options.map((o) => [optionFieldKey(method, o), optionDefault(o)])),
+    parse(draft, errors) {
+      const raw: Record<string, unknown> = {};
+      for (const o of method.options) raw[o.flag] = readOption(method, o, draft, errors);
+      const own = method.options.map((o) => optionFieldKey(method, o));
+      if (own.some((k) => errors[k] !== undefined)) return { method: method.id, options: {} };
+      // The registry's own checks (the same the CLI runs), on the values that passed the field checks.
+      try {
+        return { method: method.id, options: parseMethodOptions(method, raw) };
+      } catch (e) {
+        if (!(e instanceof InvalidArgumentError)) throw e;
+        const o = method.options.find((x) => e.message.includes(`--${x.flag} `)) ?? method.options[0];
+        errors[o ? optionFieldKey(method, o) : 'method'] = e.message;
+        return { method: method.id, options: {} };
+      }
+    },
+  };
+}
+
+function qloraSpec(lora: TuningMethod): MethodSpec {
+  return {
+    id: 'qlora',
+    name: 'QLoRA',
+    description: 'LoRA over a base quantized as it loads (NF4, FP4, INT8 or INT4): the frozen weights take a quarter of the memory; the adapter is a LoRA adapter.',
+    engine: lora,
+    quantized: true,
+    fields: [...LORA_FIELDS, ...QUANT_FIELDS],
+    defaults: (model) => ({ ...loraDefaults(model), 'quant.format': 'nf4', 'quant.doubleQuant': 'true', 'quant.block': '64' }),
+    parse: (draft, errors) => ({ method: 'qlora', lora: parseLora(draft, errors), quant: parseQuant(draft, errors) }),
+  };
+}
+
+function buildMethods(): Record<MethodId, MethodSpec> {
+  const out: Record<MethodId, MethodSpec> = {};
+  for (const m of REGISTRY) {
+    out[m.id] = specOf(m);
+    if (m.id === 'lora') out.qlora = qloraSpec(m);
+  }
+  return out;
+}
+
+/** The methods the Train screen offers: every registry method in its order, QLoRA after LoRA. */
+export const METHODS: Record<MethodId, MethodSpec> = buildMethods();
 
 export const METHOD_IDS = Object.keys(METHODS) as MethodId[];
+
+/** The registry method and its option values (by config key) that make a run's adapter. */
+export function engineMethodOf(settings: Pick<TrainSettings, 'method' | 'lora' | 'options'>): { method: TuningMethod; values: MethodOptionValues } {
+  const spec = METHODS[settings.method];
+  if (!spec) throw new InvalidArgumentError(`The method ${JSON.stringify(settings.method)} is not available; use one of ${METHOD_IDS.join(', ')}.`);
+  if (settings.lora) {
+    const l = settings.lora;
+    return { method: spec.engine, values: { r: l.rank, lora_alpha: l.alpha, lora_dropout: l.dropout, target_modules: loraTargets(l.targets), use_rslora: false } };
+  }
+  return { method: spec.engine, values: { ...(settings.options ?? {}) } };
+}
 
 /** The fields every method shares, in the form's order. */
 export const COMMON_FIELDS: readonly FieldSpec[] = [
@@ -212,7 +411,14 @@ export function draftOf(settings: TrainSettings): SettingsDraft {
   const out: SettingsDraft = { method: settings.method };
   for (const [k, v] of Object.entries(settings)) {
     if (k === 'method') continue;
-    if (v !== null && typeof v === 'object') for (const [kk, vv] of Object.entries(v)) out[`${k}.${kk}`] = String(vv);
+    if (k === 'options') {
+      // Registry option values: a field per option, empty for "the method's default".
+      const spec = METHODS[settings.method];
+      for (const o of spec?.engine.options ?? []) {
+        const x = (v as MethodOptionValues)[o.key];
+        out[optionFieldKey(spec.engine, o)] = x === null || x === undefined ? '' : Array.isArray(x) ? x.join(',') : String(x);
+      }
+    } else if (v !== null && typeof v === 'object') for (const [kk, vv] of Object.entries(v)) out[`${k}.${kk}`] = String(vv);
     else out[k] = String(v);
   }
   return out;
@@ -261,19 +467,21 @@ function readNumber(
   const low = range.minExclusive ? v <= range.min : v < range.min;
   const high = range.maxExclusive ? v >= range.max : v > range.max;
   if (low || high) {
-    errors[key] = `${what} must be ${range.minExclusive ? 'above' : 'at least'} ${range.min} and ${range.maxExclusive ? 'below' : 'at most'} ${range.max}; got ${v}.`;
+    const upper = Number.isFinite(range.max) ? ` and ${range.maxExclusive ? 'below' : 'at most'} ${range.max}` : '';
+    errors[key] = `${what} must be ${range.minExclusive ? 'above' : 'at least'} ${range.min}${upper}; got ${v}.`;
   }
   return v;
 }
 
-function readTargets(draft: SettingsDraft, errors: Record<string, string>): string {
-  const raw = present(draft, 'lora.targets', 'Target modules', errors);
-  if (raw === null) return '';
+/** A module list field: "all-linear" or projection names; the cleaned list, or null with a message. */
+function readTargets(draft: SettingsDraft, key: string, what: string, errors: Record<string, string>): string | null {
+  const raw = present(draft, key, what, errors);
+  if (raw === null) return null;
   if (raw === 'all-linear') return raw;
   const names = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
   const unknown = names.filter((n) => !(LINEAR_MODULE_NAMES as readonly string[]).includes(n));
   if (names.length === 0 || unknown.length > 0) {
-    errors['lora.targets'] = `Target modules must be "all-linear" or names from ${LINEAR_MODULE_NAMES.join(', ')}; ${unknown.length > 0 ? `"${unknown.join('", "')}" ${unknown.length === 1 ? 'is' : 'are'} not among them` : 'none was given'}.`;
+    errors[key] = `${what} must be "all-linear" or names from ${LINEAR_MODULE_NAMES.join(', ')}; ${unknown.length > 0 ? `"${unknown.join('", "')}" ${unknown.length === 1 ? 'is' : 'are'} not among them` : 'none was given'}.`;
     return raw;
   }
   return [...new Set(names)].join(',');
@@ -282,4 +490,39 @@ function readTargets(draft: SettingsDraft, errors: Record<string, string>): stri
 /** The targets as LoraConfig's target_modules. */
 export function loraTargets(targets: string): string | string[] {
   return targets === 'all-linear' ? 'all-linear' : targets.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/** A download a run's method has, or the one-line reason it has not. */
+export interface ExportAvailability {
+  format: ExportFormat;
+  available: boolean;
+  /** Why the download is absent (null when available). */
+  reason: string | null;
+}
+
+/** The downloads of a finished run. */
+export type ExportFormat = 'peft' | 'gguf' | 'merged';
+export const EXPORT_FORMATS: readonly ExportFormat[] = ['peft', 'gguf', 'merged'];
+
+/** Which downloads a run of `method` has: its own files always; GGUF and merged where the engine writes them (LoRA, QLoRA). */
+export function exportFormats(method: string): ExportAvailability[] {
+  const spec = METHODS[method];
+  const name = spec?.name ?? method;
+  const has = (f: ExportFormat) => f === 'peft' || (spec?.engine.exports.includes(f) ?? false);
+  const reasons: Record<Exclude<ExportFormat, 'peft'>, string> = {
+    gguf: `llama.cpp and Ollama load LoRA adapters only; ${name} has no GGUF adapter.`,
+    merged:
+      method === 'full'
+        ? 'The download is already a whole model: every weight was trained.'
+        : method === 'dora' || method === 'ia3'
+          ? `${name} merges on the GPU, but the studio writes a merged model folder for LoRA and QLoRA only.`
+          : `${name} changes the forward pass itself (no weight update to fold in), so there is no merged model.`,
+  };
+  return EXPORT_FORMATS.map((format) => (has(format) ? { format, available: true, reason: null } : { format, available: false, reason: reasons[format as Exclude<ExportFormat, 'peft'>] }));
+}
+
+/** The label of the download of a run's own files: "PEFT zip" for PEFT's methods, else what the zip holds. */
+export function adapterDownloadLabel(method: string): string {
+  if (method === 'full') return 'Download model (Hugging Face folder zip)';
+  return METHODS[method]?.engine.peftType ? 'Download adapter (PEFT zip)' : 'Download adapter (zip)';
 }
