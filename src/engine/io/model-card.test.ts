@@ -136,6 +136,67 @@ describe('modelCard', () => {
   it('rejects a missing base model, bad numbers and a bad config', () => {
     expect(() => modelCard({ ...OPTIONS, baseModel: ' ' })).toThrow(InvalidArgumentError);
     expect(() => modelCard({ ...OPTIONS, training: { ...OPTIONS.training, steps: Number.NaN } })).toThrow(/training\.steps/);
-    expect(() => modelCard({ ...OPTIONS, config: { ...OPTIONS.config, r: 0 } })).toThrow(AdapterConfigError);
+    expect(() => modelCard({ ...OPTIONS, config: { ...OPTIONS.config!, r: 0 } })).toThrow(AdapterConfigError);
+  });
+});
+
+describe('the model card of every method', () => {
+  const { config: _lora, ...common } = OPTIONS;
+  const card = (method: NonNullable<ModelCardOptions['method']>, config?: ModelCardOptions['config']) => modelCard({ ...common, config, method });
+
+  it('names QLoRA and DoRA with the LoRA rows, and keeps the GGUF section for LoRA and QLoRA only', () => {
+    const q = card({ id: 'qlora', label: 'QLoRA', peftType: 'LORA', settings: [['Base quantization', 'NF4 (4-bit normal float)']] }, createLoraConfig({ r: 4, lora_alpha: 8 }));
+    expect(q).toContain('| Method | QLoRA |');
+    expect(q).toContain('| Rank (r) | 4 |');
+    expect(q).toContain('| Base quantization | NF4 (4-bit normal float) |');
+    expect(q).toContain('- qlora');
+    expect(q).toContain('llama-cli -m base-model.gguf --lora smollm2-lora.gguf');
+    const d = card({ id: 'dora', label: 'DoRA', peftType: 'LORA', settings: [], mergeable: true }, createLoraConfig({ r: 4, lora_alpha: 8, use_dora: true }));
+    expect(d).toContain('# HuggingFaceTB/SmolLM2-135M-Instruct DoRA adapter');
+    expect(d).toContain('| Method | DoRA |');
+    expect(d).toContain('model = model.merge_and_unload()');
+    expect(d).not.toContain('llama-cli');
+  });
+
+  it('lists the settings of IA3, prompt and prefix tuning with a PEFT snippet and no merge where there is none', () => {
+    const ia3 = card({ id: 'ia3', label: 'IA3', peftType: 'IA3', settings: [['Target modules', 'k_proj,v_proj,down_proj']], mergeable: true });
+    expect(ia3).toContain('An IA3 adapter for [HuggingFaceTB/SmolLM2-135M-Instruct]');
+    expect(ia3).toContain('| Target modules | k_proj,v_proj,down_proj |');
+    expect(ia3).toContain('library_name: peft');
+    expect(ia3).toContain('- ia3\n- peft');
+    expect(ia3).toContain('PeftModel.from_pretrained(base, "me/smollm2-lora")');
+    expect(ia3).toContain('merge_and_unload');
+    expect(ia3).not.toContain('Rank (r)');
+    for (const [id, label] of [
+      ['prompt', 'Prompt tuning'],
+      ['prefix', 'Prefix tuning'],
+    ]) {
+      const c = card({ id, label, peftType: id === 'prompt' ? 'PROMPT_TUNING' : 'PREFIX_TUNING', settings: [['Virtual tokens', '20']] });
+      expect(c).toContain(`| Method | ${label} |`);
+      expect(c).toContain('| Virtual tokens | 20 |');
+      expect(c).toContain('PeftModel.from_pretrained');
+      expect(c).not.toContain('merge_and_unload');
+      expect(c).not.toContain('llama-cli');
+      expect(c).toContain('| Learning rate | 2e-4 |');
+    }
+  });
+
+  it('describes bottleneck adapters as Whetstone files and a full fine-tune as a model folder', () => {
+    const b = card({ id: 'adapter', label: 'Bottleneck adapters', peftType: null, settings: [['Reduction factor', '16']] });
+    expect(b).toContain('library_name: transformers');
+    expect(b).toContain('- bottleneck-adapter');
+    expect(b).not.toContain('- peft');
+    expect(b).toContain('pytorch_adapter.safetensors');
+    expect(b).not.toContain('PeftModel');
+    const f = card({ id: 'full', label: 'Full fine-tuning', peftType: null, settings: [] });
+    expect(f).toContain('# HuggingFaceTB/SmolLM2-135M-Instruct fine-tuned model');
+    expect(f).toContain('base_model:finetune:HuggingFaceTB/SmolLM2-135M-Instruct');
+    expect(f).toContain('AutoModelForCausalLM.from_pretrained("me/smollm2-lora")');
+    expect(f).toContain('The model was trained from these weights.');
+    expect(f).not.toContain('PeftModel');
+  });
+
+  it('needs a LoRA config or a method', () => {
+    expect(() => modelCard(common)).toThrow(/needs a LoRA config or a method/);
   });
 });

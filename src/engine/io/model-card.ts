@@ -1,8 +1,10 @@
-// The README.md model card that goes with an exported LoRA adapter: YAML front matter the Hugging
-// Face Hub reads (base_model, library_name peft, tags, pipeline_tag), then the base model, the
-// method and its hyperparameters, dataset statistics, final losses, and how to load the adapter
-// with PEFT (a Python snippet) and with llama.cpp and Ollama. The card is plain text built from
-// the values given; this file computes nothing about training.
+// The README.md model card that goes with a trained adapter of any tuning method: YAML front matter
+// the Hugging Face Hub reads (base_model, library_name, tags, pipeline_tag), then the base model,
+// the method and its settings, the training hyperparameters, dataset statistics, final losses, and
+// how to load the files: with PEFT (a Python snippet) for PEFT's methods, with llama.cpp and Ollama
+// for LoRA (the only method with a GGUF adapter), as a model folder for full fine-tuning, and as
+// Whetstone's bottleneck layout for bottleneck adapters. The card is plain text built from the
+// values given; this file computes nothing about training.
 
 import { InvalidArgumentError } from '../errors.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -31,10 +33,27 @@ export interface TrainingSummary {
   precision?: string;
 }
 
+/** The tuning method of a card that is not a plain LoRA adapter, and its settings as rows. */
+export interface CardMethod {
+  /** Registry id: "lora", "dora", "ia3", "prompt", "prefix", "adapter", "full" … */
+  id: string;
+  /** e.g. "IA3", "Prompt tuning". */
+  label: string;
+  /** adapter_config.json's peft_type, or null for a method PEFT does not have. */
+  peftType: string | null;
+  /** The method's settings, as (name, value) rows. */
+  settings: [string, string][];
+  /** The adapter can be folded into the base weights (PEFT's merge_and_unload). */
+  mergeable?: boolean;
+}
+
 export interface ModelCardOptions {
   /** The base model's Hub id (e.g. "HuggingFaceTB/SmolLM2-135M-Instruct") or name. */
   baseModel: string;
-  config: LoraConfig;
+  /** The LoRA config (LoRA, DoRA and QLoRA cards); the method rows come from it. */
+  config?: LoraConfig;
+  /** The method of a card that is not plain LoRA; required when `config` is absent. */
+  method?: CardMethod;
   /** The base model's config; with it the card lists the resolved target modules and their count. */
   modelConfig?: ModelConfig;
   training: TrainingSummary;
@@ -86,7 +105,11 @@ function requireText(what: string, v: unknown): string {
 /** README.md text for an adapter. Throws InvalidArgumentError for a missing base model or a non-numeric hyperparameter. */
 export function modelCard(options: ModelCardOptions): string {
   const base = requireText('the base model', options.baseModel);
-  const config = parseLoraConfig(options.config as unknown as Record<string, unknown>);
+  const config = options.config ? parseLoraConfig(options.config as unknown as Record<string, unknown>) : null;
+  if (!config && !options.method) throw new InvalidArgumentError('The model card needs a LoRA config or a method.');
+  const method: CardMethod = options.method ?? { id: 'lora', label: 'LoRA', peftType: 'LORA', settings: [], mergeable: true };
+  const isLora = config !== null && (method.id === 'lora' || method.id === 'qlora');
+  const label = config && method.id === 'lora' && config.use_rslora ? 'LoRA (rank-stabilized, rsLoRA)' : method.label;
   const t = options.training;
   for (const key of ['learningRate', 'steps', 'epochs', 'batchSize', 'seqLen', 'seed'] as const) {
     if (typeof t[key] !== 'number' || !Number.isFinite(t[key])) {
@@ -95,28 +118,34 @@ export function modelCard(options: ModelCardOptions): string {
   }
   const repo = options.adapterRepo?.trim() || 'path/to/adapter';
   const gguf = options.ggufFile?.trim() || 'adapter.gguf';
-  const title = options.title?.trim() || `${base} LoRA adapter`;
+  const full = method.id === 'full';
+  const title = options.title?.trim() || `${base} ${full ? 'fine-tuned model' : `${method.label} adapter`}`;
 
-  const tags = [...new Set(['lora', 'peft', 'whetstone', 'text-generation', `base_model:adapter:${base}`, ...(options.tags ?? [])])];
-  const front = ['---', `base_model: ${yamlScalar(base)}`, 'library_name: peft'];
+  const methodTag = method.id === 'qlora' ? ['lora', 'qlora'] : method.id === 'adapter' ? ['bottleneck-adapter'] : full ? ['full-fine-tuning'] : [method.id];
+  const peft = method.peftType !== null;
+  const tags = [...new Set([...methodTag, ...(peft ? ['peft'] : []), 'whetstone', 'text-generation', `base_model:${full ? 'finetune' : 'adapter'}:${base}`, ...(options.tags ?? [])])];
+  const front = ['---', `base_model: ${yamlScalar(base)}`, `library_name: ${peft ? 'peft' : 'transformers'}`];
   if (options.license) front.push(`license: ${yamlScalar(options.license)}`);
   front.push('pipeline_tag: text-generation', 'tags:', ...tags.map((tag) => `- ${yamlScalar(tag)}`), '---');
 
-  const targets = options.modelConfig ? savedTargetModules(config, options.modelConfig) : (config.target_modules ?? ['q_proj', 'v_proj']);
-  const targetText = Array.isArray(targets) ? targets.map((x) => `\`${x}\``).join(', ') : `\`${targets}\``;
-  const moduleCount = options.modelConfig ? ` (${targetModules(config, options.modelConfig).length} modules)` : '';
   const accum = t.gradientAccumulationSteps ?? 1;
-  const hyper: [string, string][] = [
-    ['Method', config.use_rslora ? 'LoRA (rank-stabilized, rsLoRA)' : 'LoRA'],
-    ['Rank (r)', String(config.r)],
-    ['Alpha (lora_alpha)', formatNumber(config.lora_alpha)],
-    ['Scaling', `${formatNumber(scaling(config))} (${config.use_rslora ? 'alpha / sqrt(r)' : 'alpha / r'})`],
-    ['Dropout', formatNumber(config.lora_dropout)],
-    ['Target modules', targetText + moduleCount],
-    ['rsLoRA', config.use_rslora ? 'yes' : 'no'],
-  ];
-  if (Object.keys(config.rank_pattern).length > 0) hyper.push(['Rank pattern', `\`${JSON.stringify(config.rank_pattern)}\``]);
-  if (Object.keys(config.alpha_pattern).length > 0) hyper.push(['Alpha pattern', `\`${JSON.stringify(config.alpha_pattern)}\``]);
+  const hyper: [string, string][] = [['Method', label]];
+  if (config) {
+    const targets = options.modelConfig ? savedTargetModules(config, options.modelConfig) : (config.target_modules ?? ['q_proj', 'v_proj']);
+    const targetText = Array.isArray(targets) ? targets.map((x) => `\`${x}\``).join(', ') : `\`${targets}\``;
+    const moduleCount = options.modelConfig ? ` (${targetModules(config, options.modelConfig).length} modules)` : '';
+    hyper.push(
+      ['Rank (r)', String(config.r)],
+      ['Alpha (lora_alpha)', formatNumber(config.lora_alpha)],
+      ['Scaling', `${formatNumber(scaling(config))} (${config.use_rslora ? 'alpha / sqrt(r)' : 'alpha / r'})`],
+      ['Dropout', formatNumber(config.lora_dropout)],
+      ['Target modules', targetText + moduleCount],
+      ['rsLoRA', config.use_rslora ? 'yes' : 'no'],
+    );
+    if (Object.keys(config.rank_pattern).length > 0) hyper.push(['Rank pattern', `\`${JSON.stringify(config.rank_pattern)}\``]);
+    if (Object.keys(config.alpha_pattern).length > 0) hyper.push(['Alpha pattern', `\`${JSON.stringify(config.alpha_pattern)}\``]);
+  }
+  hyper.push(...method.settings);
   if (t.optimizer) hyper.push(['Optimizer', t.optimizer]);
   hyper.push(['Learning rate', formatNumber(t.learningRate)], ['Schedule', t.schedule]);
   if (t.warmupSteps !== undefined) hyper.push(['Warmup steps', formatNumber(t.warmupSteps)]);
@@ -132,6 +161,67 @@ export function modelCard(options: ModelCardOptions): string {
 
   const stats = Object.entries(options.dataset.stats);
   const lossText = (v: number | null) => (v === null || !Number.isFinite(v) ? 'not measured' : v.toFixed(4));
+  const baseLink = /^[\w.-]+\/[\w.-]+$/.test(base) ? `[${base}](https://huggingface.co/${base})` : `\`${base}\``;
+  const what = full ? `A fine-tuned copy of ${baseLink} (every weight trained)` : `${/^[AEIOU]/.test(label) ? 'An' : 'A'} ${label} adapter for ${baseLink}`;
+
+  const usage: string[] = full
+    ? [
+        '## Use with transformers',
+        '',
+        'The files are a whole Hugging Face model folder (config.json, model.safetensors and the tokenizer):',
+        '',
+        '```python',
+        'from transformers import AutoModelForCausalLM, AutoTokenizer',
+        '',
+        `model = AutoModelForCausalLM.from_pretrained(${JSON.stringify(repo)})`,
+        `tokenizer = AutoTokenizer.from_pretrained(${JSON.stringify(repo)})`,
+        '```',
+        '',
+      ]
+    : peft
+      ? [
+          '## Use with PEFT',
+          '',
+          '```python',
+          'from peft import PeftModel',
+          'from transformers import AutoModelForCausalLM, AutoTokenizer',
+          '',
+          `base = AutoModelForCausalLM.from_pretrained(${JSON.stringify(base)})`,
+          `tokenizer = AutoTokenizer.from_pretrained(${JSON.stringify(base)})`,
+          `model = PeftModel.from_pretrained(base, ${JSON.stringify(repo)})`,
+          ...((method.mergeable ?? isLora) ? ['model = model.merge_and_unload()  # optional: fold the adapter into the weights'] : []),
+          '```',
+          '',
+        ]
+      : [
+          '## Files',
+          '',
+          '`adapter_config.json` and `pytorch_adapter.safetensors` in Whetstone\'s bottleneck-adapter layout, with the',
+          "module names of the AdapterHub `adapters` library's double (Houlsby) bottleneck. PEFT has no such method;",
+          'Whetstone loads the folder back (`whetstone eval --adapter DIR`).',
+          '',
+        ];
+  if (isLora) {
+    usage.push(
+      '## Use with llama.cpp and Ollama',
+      '',
+      `The GGUF adapter \`${gguf}\` applies on top of a GGUF file of the same base model (the adapter's`,
+      'architecture must match the base):',
+      '',
+      '```sh',
+      `llama-cli -m base-model.gguf --lora ${gguf}`,
+      '```',
+      '',
+      'With Ollama, put the adapter next to this `Modelfile`:',
+      '',
+      '```',
+      ollamaModelfile({ baseModel: options.ollamaBase?.trim() || './base-model.gguf', adapterFile: gguf }).trimEnd(),
+      '```',
+      '',
+      'and create the model with `ollama create NAME -f Modelfile`, then `ollama run NAME`.',
+      '',
+    );
+  }
 
   const lines: string[] = [
     ...front,
@@ -139,11 +229,11 @@ export function modelCard(options: ModelCardOptions): string {
     `# ${title}`,
     '',
     ...(options.description ? [options.description.trim(), ''] : []),
-    `A LoRA adapter for ${/^[\w.-]+\/[\w.-]+$/.test(base) ? `[${base}](https://huggingface.co/${base})` : `\`${base}\``}, trained with Whetstone (LoRA fine-tuning on WebGPU).`,
+    `${what}, trained with Whetstone (${method.label} fine-tuning on WebGPU).`,
     '',
     '## Base model',
     '',
-    `\`${base}\`${config.revision ? ` at revision \`${config.revision}\`` : ''}. The adapter works only on top of this model.`,
+    `\`${base}\`${config?.revision ? ` at revision \`${config.revision}\`` : ''}. ${full ? 'The model was trained from these weights.' : 'The adapter works only on top of this model.'}`,
     '',
     '## Method and hyperparameters',
     '',
@@ -165,35 +255,7 @@ export function modelCard(options: ModelCardOptions): string {
     `| Training | ${lossText(options.losses.train)} |`,
     `| Validation | ${lossText(options.losses.validation)} |`,
     '',
-    '## Use with PEFT',
-    '',
-    '```python',
-    'from peft import PeftModel',
-    'from transformers import AutoModelForCausalLM, AutoTokenizer',
-    '',
-    `base = AutoModelForCausalLM.from_pretrained(${JSON.stringify(base)})`,
-    `tokenizer = AutoTokenizer.from_pretrained(${JSON.stringify(base)})`,
-    `model = PeftModel.from_pretrained(base, ${JSON.stringify(repo)})`,
-    'model = model.merge_and_unload()  # optional: fold the adapter into the weights',
-    '```',
-    '',
-    '## Use with llama.cpp and Ollama',
-    '',
-    `The GGUF adapter \`${gguf}\` applies on top of a GGUF file of the same base model (the adapter's`,
-    'architecture must match the base):',
-    '',
-    '```sh',
-    `llama-cli -m base-model.gguf --lora ${gguf}`,
-    '```',
-    '',
-    'With Ollama, put the adapter next to this `Modelfile`:',
-    '',
-    '```',
-    ollamaModelfile({ baseModel: options.ollamaBase?.trim() || './base-model.gguf', adapterFile: gguf }).trimEnd(),
-    '```',
-    '',
-    'and create the model with `ollama create NAME -f Modelfile`, then `ollama run NAME`.',
-    '',
+    ...usage,
   ];
   return lines.join('\n');
 }

@@ -5,7 +5,7 @@
 
 import { exportGgufLora, ollamaModelfile } from '../io/export-gguf.ts';
 import { type AdapterDType, exportPeftLora } from '../io/export-peft.ts';
-import { modelCard } from '../io/model-card.ts';
+import { type CardMethod, modelCard } from '../io/model-card.ts';
 import type { ModelConfig } from '../model/config.ts';
 import type { LoraConfig, LoraTensors } from '../peft/lora/config.ts';
 import type { TrainOptions, TrainResult } from './trainer.ts';
@@ -23,12 +23,13 @@ export interface TrainedRun {
   adapterRepo?: string;
 }
 
-/** The model card (README.md) of a trained LoRA adapter. */
-export function trainedModelCard(config: LoraConfig, modelConfig: ModelConfig, run: TrainedRun): string {
+/** The model card (README.md) of a trained adapter: a LoRA config, or (any method) the method with its settings. */
+export function trainedModelCard(config: LoraConfig | undefined, modelConfig: ModelConfig, run: TrainedRun, method?: CardMethod): string {
   const o = run.options;
   return modelCard({
     baseModel: run.baseModel,
     config,
+    method,
     modelConfig,
     training: {
       learningRate: o.lr,
