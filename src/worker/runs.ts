@@ -16,6 +16,7 @@ import type { SerializedError } from '../engine/errors.ts';
 import { type IdbRunTables, type StoredRun } from '../engine/store/store-idb.ts';
 import type { StepMetrics } from '../engine/train/metrics.ts';
 import type { ModelSource } from './models.ts';
+import type { RunPlan } from './train-plan.ts';
 import type { TrainSettings } from './train-settings.ts';
 
 /**
@@ -69,6 +70,8 @@ export interface RunRecord {
   /** Training time, across resumes, in ms. */
   elapsedMs: number;
   trainableParameters: number | null;
+  /** The memory plan the run was checked against (set once its adapter exists). */
+  plan?: RunPlan | null;
   /** Set once the run completed. */
   result: {
     steps: number;

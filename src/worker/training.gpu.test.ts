@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../engine/gpu/testing.ts';
 import type { StepMetrics } from '../engine/train/metrics.ts';
 import { MemoryBlobStore } from '../engine/store/store-memory.ts';
-import { EngineApi, type RunRecord, type StartTrainingRequest } from './engine-api.ts';
+import { EngineApi, type RunRecord, type RunUpdate, type StartTrainingRequest } from './engine-api.ts';
 import { MemoryRunStore } from './runs.ts';
 import { defaultDraft, parseSettings } from './train-settings.ts';
 
@@ -124,5 +124,77 @@ describe('training through EngineApi', () => {
     const deleted = await api.deleteRun(uninterrupted.run.id);
     expect(deleted.ok && deleted.value.runs.map((r) => r.id)).toEqual([paused.value.id]);
     expect(await store.list(`runs/${uninterrupted.run.id}/`)).toEqual([]);
+  });
+});
+
+describe('every method through EngineApi', () => {
+  const facts = { parameters: 500_000, maxPositionEmbeddings: 2048 };
+  function methodRequest(method: string, extra: Record<string, string> = {}): StartTrainingRequest {
+    const draft = { ...defaultDraft(method, facts), steps: '2', batchSize: '1', seqLen: '32', saveEvery: '0', valFraction: '0', evalEvery: '0', ...extra };
+    const { settings, errors } = parseSettings(draft, facts);
+    expect(errors).toEqual({});
+    return { file: new File([SAMPLE], 'alpaca-facts.jsonl'), fileName: 'alpaca-facts.jsonl', datasetImport: { trainOnPrompt: false, skipBadRows: false }, settings: settings! };
+  }
+
+  it('trains IA3 for 2 steps, shows its memory plan, and downloads its PEFT files; GGUF and merged are refused with the reason', async () => {
+    const plans: (RunUpdate['plan'] | undefined)[] = [];
+    const r = await api.startTraining(methodRequest('ia3', { lr: '1e-2' }), (u) => plans.push(u.plan));
+    if (!r.ok) throw new Error(r.error.message);
+    const run = r.value;
+    expect(run.status).toBe('completed');
+    expect(run.step).toBe(2);
+    // IA3 on k_proj, v_proj (64 outputs each) and down_proj (384 inputs) of 4 layers.
+    expect(run.trainableParameters).toBe(4 * (64 + 64 + 384));
+    const plan = plans.at(-1)!;
+    expect(plan).toMatchObject({ method: 'ia3', trainableParameters: 2048, adapter: 2048 * 4, gradients: 2048 * 4, optimizer: 2048 * 8 });
+    expect(plan!.total).toBe(plan!.weights + plan!.adapter * 4 + plan!.activations + plan!.workspace + 3 * 256);
+    expect(run.plan).toEqual(plan);
+
+    const keys = (await store.list(`runs/${run.id}/adapter/`)).map((b) => b.key).sort();
+    expect(keys).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors'].map((n) => `runs/${run.id}/adapter/${n}`));
+    const peft = await api.exportRun(run.id, 'peft');
+    if (!peft.ok) throw new Error(peft.error.message);
+    expect(peft.value.fileName).toMatch(/-ia3-\d{8}-\d{4}-peft\.zip$/);
+    const zip = unzipSync(new Uint8Array(await peft.value.blob.arrayBuffer()));
+    expect(Object.keys(zip).sort()).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors']);
+    const config = JSON.parse(new TextDecoder().decode(zip['adapter_config.json'])) as Record<string, unknown>;
+    expect(config).toMatchObject({ peft_type: 'IA3', target_modules: ['down_proj', 'k_proj', 'v_proj'], feedforward_modules: ['down_proj'] });
+    const shapes = safetensorsShapes(zip['adapter_model.safetensors']);
+    expect(shapes['base_model.model.model.layers.0.self_attn.k_proj.ia3_l']).toEqual([64, 1]);
+    expect(shapes['base_model.model.model.layers.3.mlp.down_proj.ia3_l']).toEqual([1, 384]);
+    expect(Object.keys(shapes)).toHaveLength(12);
+    const card = new TextDecoder().decode(zip['README.md']);
+    expect(card).toContain('| Method | IA3 |');
+    expect(card).toContain('PeftModel.from_pretrained');
+    expect(card).not.toContain('llama-cli');
+
+    expect(await api.exportRun(run.id, 'gguf')).toMatchObject({ ok: false, error: { name: 'InvalidArgumentError', message: 'llama.cpp and Ollama load LoRA adapters only; IA3 has no GGUF adapter.' } });
+    expect(await api.exportRun(run.id, 'merged')).toMatchObject({ ok: false, error: { name: 'InvalidArgumentError' } });
+  });
+
+  it('trains QLoRA over an NF4 copy of the base and exports its GGUF adapter', async () => {
+    const stages = new Set<string>();
+    const r = await api.startTraining(methodRequest('qlora', { 'lora.rank': '2', 'lora.targets': 'q_proj,v_proj', steps: '1' }), (u) => stages.add(u.stage));
+    if (!r.ok) throw new Error(r.error.message);
+    expect(r.value.status).toBe('completed');
+    expect([...stages]).toEqual(['preparing', 'quantizing', 'training', 'saving', 'stopped']);
+    expect(r.value.plan).toMatchObject({ method: 'qlora', quantization: 'nf4, block 64, double-quantized', trainableParameters: 4 * 2 * (2 * 128 + 128 + 64) });
+    const peft = await api.exportRun(r.value.id, 'peft');
+    if (!peft.ok) throw new Error(peft.error.message);
+    const zip = unzipSync(new Uint8Array(await peft.value.blob.arrayBuffer()));
+    expect(new TextDecoder().decode(zip['README.md'])).toContain('| Base weights | nf4, block 64, double-quantized (QLoRA) |');
+    const gguf = await api.exportRun(r.value.id, 'gguf');
+    expect(gguf.ok).toBe(true);
+  });
+
+  it('refuses a run whose plan is over the memory budget, saying what to change', async () => {
+    const small = new EngineApi(() => testGpu(), { store: () => store, runs: () => runs, trainingMemoryBudgetBytes: () => 1024 * 1024 });
+    const files = readdirSync(DEMO).map((name) => new File([readFileSync(join(DEMO, name))], name));
+    expect((await small.loadModelFiles(files)).ok).toBe(true);
+    const r = await small.startTraining(methodRequest('full'));
+    expect(r).toMatchObject({ ok: false, error: { name: 'GpuOutOfMemoryError' } });
+    if (r.ok) return;
+    expect(r.error.message).toMatch(/^Full fine-tuning with these settings needs about [\d.]+ MiB of GPU memory \(weights .* but about 1.00 MiB is available\.$/);
+    expect(r.error.hint).toContain('choose LoRA, QLoRA or IA3');
   });
 });

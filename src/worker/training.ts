@@ -18,18 +18,21 @@
 import { type DatasetStats, prepareDataset } from '../engine/data/dataset.ts';
 import type { ColumnMapping, ExampleFormat } from '../engine/data/formats.ts';
 import type { DatasetFileFormat } from '../engine/data/readers.ts';
-import { CancelledError, EngineBusyError, InvalidArgumentError, MissingFileError, describeError } from '../engine/errors.ts';
-import type { LlamaModel } from '../engine/model/llama.ts';
-import { type LoraAdapter, createLora, createLoraConfig } from '../engine/peft/lora/index.ts';
+import { CancelledError, EngineBusyError, InvalidArgumentError, MissingFileError, type SerializedError, describeError } from '../engine/errors.ts';
+import type { CardMethod } from '../engine/io/model-card.ts';
+import { type LlamaModel, loadModel } from '../engine/model/llama.ts';
+import type { PeftAdapter } from '../engine/peft/adapter.ts';
+import type { LoraConfig } from '../engine/peft/lora/config.ts';
 import type { BlobStore } from '../engine/store/store.ts';
-import { trainedAdapterFiles } from '../engine/train/adapter-files.ts';
+import { trainedModelCard } from '../engine/train/adapter-files.ts';
 import { BlobCheckpointStore, type CheckpointStore, type TrainCheckpoint, latestCheckpoint } from '../engine/train/checkpoint.ts';
 import type { StepMetrics, TrainProgress } from '../engine/train/metrics.ts';
 import { type TrainOptions, train } from '../engine/train/trainer.ts';
 import type { EngineJobs } from './busy.ts';
 import type { ModelService } from './models.ts';
 import { type RunDatasetImport, type RunRecord, type RunStore, isResumable, newRunId, runKeys, runPrefix } from './runs.ts';
-import { type MethodId, type ModelFacts, type TrainSettings, draftOf, loraTargets, parseSettings } from './train-settings.ts';
+import { type RunPlan, checkRunPlan, planRun, withMeasuredAdapter } from './train-plan.ts';
+import { METHODS, type ModelFacts, type TrainSettings, draftOf, engineMethodOf, fieldsOf, parseSettings } from './train-settings.ts';
 
 /** The name of the Web Lock that the tab training now holds. */
 export const TRAINING_LOCK = 'whetstone-training';
@@ -118,9 +121,20 @@ export interface StartTrainingRequest {
 /** Where a run is, sent to the studio as it goes. */
 export interface RunUpdate {
   run: RunRecord;
-  stage: 'loading-model' | 'preparing' | 'training' | 'saving' | 'stopped';
+  stage: 'loading-model' | 'quantizing' | 'preparing' | 'training' | 'saving' | 'stopped';
   /** The trainer's last progress event (null before the first). */
   progress: TrainProgress | null;
+  /** The run's memory plan, checked against the device before it trains (null before). */
+  plan?: RunPlan | null;
+}
+
+/** A run's memory plan on the loaded model, before it starts. */
+export interface TrainingPlan {
+  plan: RunPlan;
+  /** Why the run would not fit on this device (GpuOutOfMemoryError), or null. */
+  problem: SerializedError | null;
+  /** The GPU memory a run may use, when known. */
+  budgetBytes: number | null;
 }
 
 /** Every run, newest first, and who trains now. */
@@ -138,17 +152,25 @@ export interface TrainingDeps {
   models: ModelService;
   jobs: EngineJobs;
   lock: TrainingLock;
+  /** GPU memory a run may use in bytes, when known (a run planned above it is refused before it starts). */
+  memoryBudget?: () => number | null;
 }
 
-/** How each method makes its trainable adapter from the run's settings (one entry per METHODS entry). */
-const ADAPTER_BUILDERS: Record<MethodId, (model: LlamaModel, settings: TrainSettings, baseModel: string) => LoraAdapter> = {
-  lora: (model, s, baseModel) =>
-    createLora(
-      model,
-      createLoraConfig({ r: s.lora.rank, lora_alpha: s.lora.alpha, lora_dropout: s.lora.dropout, target_modules: loraTargets(s.lora.targets), base_model_name_or_path: baseModel }),
-      { seed: s.seed },
-    ),
-};
+/** The card's method rows: the settings of the method's own form fields. */
+function cardMethod(s: TrainSettings): CardMethod {
+  const spec = METHODS[s.method];
+  const draft = draftOf(s);
+  const own = fieldsOf(s.method).slice(0, spec.fields.length);
+  const loraFamily = s.lora !== undefined;
+  return {
+    id: s.method,
+    label: spec.name,
+    peftType: spec.engine.peftType,
+    // LoRA's rows come from its config; the others' from their fields.
+    settings: loraFamily ? own.filter((f) => f.key.startsWith('quant.')).map((f) => [f.label, f.options?.find((o) => o.value === draft[f.key])?.label ?? draft[f.key]]) : own.map((f) => [f.label, draft[f.key] === '' ? 'default' : (f.options?.find((o) => o.value === draft[f.key])?.label ?? draft[f.key])]),
+    mergeable: spec.engine.exports.includes('merged') || s.method === 'dora' || s.method === 'ia3',
+  };
+}
 
 /** The trainer's options for a run's settings. */
 export function trainOptions(s: TrainSettings, maxPositions: number): TrainOptions {
@@ -255,6 +277,21 @@ export class TrainingService {
     return { runs: await this.deps.runs().list(), activeRunId: this.active?.runId ?? null, trainingElsewhere: await this.deps.lock.heldElsewhere() };
   }
 
+  /** The memory plan of `settings` on the loaded model and why it would not fit there (null when it fits). */
+  plan(settings: TrainSettings): TrainingPlan {
+    const loaded = this.deps.models.active();
+    if (!loaded) throw new InvalidArgumentError('No model is loaded.', { hint: 'Load a model on the Model screen to see the memory plan.' });
+    checkSettings(settings, loaded.summary);
+    const plan = planRun(loaded.model.config, settings, loaded.model.weightDtype === 'bf16' ? 'bf16' : 'f32');
+    let problem: SerializedError | null = null;
+    try {
+      checkRunPlan(plan, loaded.model.gpu.device.limits, this.deps.memoryBudget?.() ?? null);
+    } catch (e) {
+      problem = describeError(e);
+    }
+    return { plan, problem, budgetBytes: this.deps.memoryBudget?.() ?? null };
+  }
+
   async metrics(runId: string): Promise<StepMetrics[]> {
     return this.deps.runs().metrics(runId);
   }
@@ -268,6 +305,8 @@ export class TrainingService {
     if (!(request.file instanceof Blob) || request.file.size === 0) {
       throw new InvalidArgumentError('No dataset is imported.', { hint: 'Drop a dataset on the Data screen (or use the sample dataset), then start training.' });
     }
+    // A run that cannot fit is refused before it is recorded.
+    checkRunPlan(planRun(loaded.model.config, request.settings, loaded.model.weightDtype === 'bf16' ? 'bf16' : 'f32'), loaded.model.gpu.device.limits, this.deps.memoryBudget?.() ?? null);
     return this.exclusive(0, async () => {
       const id = newRunId();
       const now = Date.now();
@@ -392,11 +431,20 @@ export class TrainingService {
       writes.push(() => runs.put(copy));
     };
     let progress: TrainProgress | null = null;
-    const update = (stage: RunUpdate['stage']) => onUpdate?.({ run: structuredClone(record), stage, progress });
-    let adapter: LoraAdapter | null = null;
+    let plan: RunPlan | null = null;
+    const update = (stage: RunUpdate['stage']) => onUpdate?.({ run: structuredClone(record), stage, progress, plan });
+    let adapter: PeftAdapter | null = null;
+    let quantized: LlamaModel | null = null;
     try {
-      update('preparing');
       const s = record.settings;
+      const spec = METHODS[s.method];
+      if (!spec) throw new InvalidArgumentError(`Run ${record.id} uses the method ${JSON.stringify(s.method)}, which this studio does not offer.`, { hint: 'Start a new run with one of the methods on the Train screen.' });
+      // The plan is checked before anything is allocated; the adapter's measured size replaces the estimate below.
+      plan = planRun(loaded.model.config, s, loaded.model.weightDtype === 'bf16' ? 'bf16' : 'f32');
+      const limits = loaded.model.gpu.device.limits;
+      const budget = this.deps.memoryBudget?.() ?? null;
+      checkRunPlan(plan, limits, budget);
+      update('preparing');
       const source = await store.read(record.dataset.key);
       let dataset;
       try {
@@ -420,8 +468,26 @@ export class TrainingService {
       record.dataset.trainExamples = stats.trainExamples;
       record.dataset.validationExamples = stats.validationExamples;
       record.dataset.tokens = stats.tokens;
-      adapter = ADAPTER_BUILDERS[s.method](loaded.model, s, baseModelName(record));
+      // QLoRA trains over a copy of the base quantized as it loads, released when the run stops.
+      const folder = this.deps.models.activeFolder();
+      let model = loaded.model;
+      if (spec.quantized) {
+        if (!folder || !s.quant) throw new InvalidArgumentError('QLoRA needs the base model\'s files to quantize it.', { hint: 'Load the model again on the Model screen, then start the run.' });
+        update('quantizing');
+        quantized = await loadModel(loaded.model.gpu, folder, { quant: { format: s.quant.format, block: s.quant.block, doubleQuant: s.quant.doubleQuant }, signal: controller.signal });
+        model = quantized;
+      }
+      const { method, values } = engineMethodOf(s);
+      adapter = await method.create(model, values, {
+        seed: s.seed,
+        baseModel: baseModelName(record),
+        encode: (text) => loaded.tokenizer.encode(text),
+        source: folder ?? undefined,
+      });
       adapter.training = true;
+      plan = withMeasuredAdapter(plan, adapter.parameterCount);
+      checkRunPlan(plan, limits, budget);
+      record.plan = plan;
       record.trainableParameters = adapter.parameterCount;
 
       const checkpoints = new ReportingCheckpoints(new BlobCheckpointStore(store, runKeys.checkpoints(record.id)), async (step) => {
@@ -445,7 +511,7 @@ export class TrainingService {
       const options = trainOptions(s, loaded.model.config.maxPositionEmbeddings);
       update('training');
       const result = await train({
-        model: loaded.model,
+        model,
         adapter,
         train: dataset.train,
         validation: dataset.validation.length > 0 ? dataset.validation : undefined,
@@ -470,13 +536,21 @@ export class TrainingService {
       if (writes.failure !== null) throw writes.failure;
 
       update('saving');
-      const files = trainedAdapterFiles(adapter.config, await adapter.toTensors(), loaded.model.config, {
-        baseModel: baseModelName(record),
-        options,
-        result,
-        precision: loaded.model.weightDtype,
-        dataset: { name: record.dataset.name, format: stats.format, trainExamples: stats.trainExamples, validationExamples: stats.validationExamples, tokens: stats.tokens, countedTokens: stats.countedTokens },
-      });
+      // The method's own files (PEFT's where PEFT has the method; a model folder for full fine-tuning) and a model card.
+      const files = await adapter.exportFiles();
+      const card = trainedModelCard(
+        s.lora ? (adapter.savedConfig as unknown as LoraConfig) : undefined,
+        model.config,
+        {
+          baseModel: baseModelName(record),
+          options,
+          result,
+          precision: s.quant ? `${plan.quantization} (QLoRA)` : model.weightDtype,
+          dataset: { name: record.dataset.name, format: stats.format, trainExamples: stats.trainExamples, validationExamples: stats.validationExamples, tokens: stats.tokens, countedTokens: stats.countedTokens },
+        },
+        cardMethod(s),
+      );
+      files.set('README.md', new TextEncoder().encode(card));
       await store.delete(runKeys.adapterFolder(record.id));
       const written: { key: string; bytes: number }[] = [];
       for (const [name, bytes] of files) {
@@ -526,6 +600,7 @@ export class TrainingService {
       return record;
     } finally {
       adapter?.release();
+      quantized?.release();
       if (this.active === active) this.active = null;
     }
   }
