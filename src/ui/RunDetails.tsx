@@ -3,7 +3,7 @@
 // (asked twice). Runs that did not complete say why there is nothing to download.
 import { useState } from 'react';
 import type { ExportFormat, RunRecord } from '../worker/engine-api.ts';
-import { METHODS, draftOf, fieldsOf } from '../worker/train-settings.ts';
+import { METHODS, adapterDownloadLabel, draftOf, exportFormats, fieldsOf } from '../worker/train-settings.ts';
 import { ErrorBox } from './ErrorBox.tsx';
 import { Progress } from './Progress.tsx';
 import { formatDate, loss, runStatusLabel } from './RunList.tsx';
@@ -11,17 +11,29 @@ import { formatBytes, formatCount, formatDuration, formatInt } from './format.ts
 import { useStudio } from './store.ts';
 import { useTrain } from './train-store.ts';
 
-const DOWNLOADS: { format: ExportFormat; label: string; note: string }[] = [
-  { format: 'peft', label: 'Download adapter (PEFT zip)', note: 'adapter_config.json, adapter_model.safetensors and a README.md model card, for Hugging Face PEFT.' },
-  { format: 'gguf', label: 'Download GGUF LoRA + Modelfile (zip)', note: 'adapter.gguf for llama.cpp (--lora) and a Modelfile for Ollama (ollama create).' },
-  { format: 'merged', label: 'Download merged model (zip)', note: 'The base model with the adapter merged in, as a Hugging Face folder. Needs the base model loaded.' },
-];
+/** The downloads of a run of `method`: its own files always; GGUF and merged where the method has them. */
+function downloadsOf(method: string): { format: ExportFormat; label: string; note: string; reason: string | null }[] {
+  const peft = METHODS[method]?.engine.peftType;
+  const own =
+    method === 'full'
+      ? 'config.json, model.safetensors (every trained weight), the tokenizer files and a README.md model card: a Hugging Face model folder.'
+      : peft
+        ? 'adapter_config.json, adapter_model.safetensors and a README.md model card, for Hugging Face PEFT.'
+        : 'adapter_config.json, pytorch_adapter.safetensors (AdapterHub module names) and a README.md model card.';
+  const text: Record<ExportFormat, { label: string; note: string }> = {
+    peft: { label: adapterDownloadLabel(method), note: own },
+    gguf: { label: 'Download GGUF LoRA + Modelfile (zip)', note: 'adapter.gguf for llama.cpp (--lora) and a Modelfile for Ollama (ollama create).' },
+    merged: { label: 'Download merged model (zip)', note: 'The base model with the adapter merged in, as a Hugging Face folder. Needs the base model loaded.' },
+  };
+  return exportFormats(method).map((a) => ({ format: a.format, ...text[a.format], reason: a.reason }));
+}
 
 const SINGULAR: Record<string, string> = { passes: 'pass', rows: 'row', steps: 'step', 'micro-batches': 'micro-batch', tokens: 'token' };
 
 /** A setting with its unit in words: "1 row", "10 % of the run", "0 (only at the end)". */
 function settingText(key: string, value: string, unit: string): string {
   const v = Number(value);
+  if (value === '') return 'the method\'s default';
   if (key === 'warmup') return v > 0 && v < 1 ? `${(100 * v).toFixed(1)} % of the run` : `${value} ${v === 1 ? 'step' : 'steps'}`;
   if (key === 'valFraction') return `${(100 * v).toFixed(0)} % of the examples`;
   if ((key === 'evalEvery' || key === 'saveEvery') && v === 0) return 'only at the end';
@@ -54,6 +66,10 @@ export function RunDetails({ run }: { run: RunRecord }) {
     ['Training time', formatDuration(run.elapsedMs / 1000)],
     ['Trainable parameters', run.trainableParameters === null ? '—' : formatInt(run.trainableParameters)],
   ];
+  if (run.plan) {
+    const p = run.plan;
+    results.push(['Memory plan', `${formatBytes(p.total)}: weights ${formatBytes(p.weights)}${p.quantization ? ` (${p.quantization})` : ''}, trainable ${formatBytes(p.adapter)}, gradients ${formatBytes(p.gradients)}, optimizer ${formatBytes(p.optimizer)}, activations ${formatBytes(p.activations)}, workspace ${formatBytes(p.workspace)}`]);
+  }
   if (r) results.push(['Adapter files', r.files.map((f) => `${f.key.split('/').pop()} (${formatBytes(f.bytes)})`).join(', ')]);
   return (
     <section className="card" aria-labelledby="run-details-title" data-testid="run-details">
@@ -73,7 +89,7 @@ export function RunDetails({ run }: { run: RunRecord }) {
           <tbody>
             <tr>
               <th scope="row">Method</th>
-              <td>{METHODS[run.settings.method].name}</td>
+              <td>{METHODS[run.settings.method]?.name ?? run.settings.method}</td>
             </tr>
             {settings.map(([k, v]) => (
               <tr key={k}>
@@ -89,14 +105,20 @@ export function RunDetails({ run }: { run: RunRecord }) {
         <div className="downloads">
           <h3>Downloads</h3>
           <ul className="download-list">
-            {DOWNLOADS.map((d) => (
-              <li key={d.format}>
-                <button type="button" className={d.format === 'peft' ? 'primary' : undefined} disabled={exporting !== null} onClick={() => void download(run.id, d.format)}>
-                  {d.label}
-                </button>
-                <span className="muted small">{d.note}</span>
-              </li>
-            ))}
+            {downloadsOf(run.settings.method).map((d) =>
+              d.reason === null ? (
+                <li key={d.format}>
+                  <button type="button" className={d.format === 'peft' ? 'primary' : undefined} disabled={exporting !== null} onClick={() => void download(run.id, d.format)}>
+                    {d.label}
+                  </button>
+                  <span className="muted small">{d.note}</span>
+                </li>
+              ) : (
+                <li key={d.format} className="muted small" data-testid={`no-${d.format}`}>
+                  No {d.format === 'gguf' ? 'GGUF' : 'merged'} download: {d.reason}
+                </li>
+              ),
+            )}
           </ul>
           {job && (
             <div className="job">

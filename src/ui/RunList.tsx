@@ -47,7 +47,7 @@ export function RunList({ runs, selected, onSelect, activeRunId, elsewhere }: { 
             <tr key={r.id} className={r.id === selected ? 'selected' : undefined} data-testid={`run-${r.id}`}>
               <td className="num">{formatDate(r.createdAt)}</td>
               <td>{r.model.name}</td>
-              <td>{METHODS[r.settings.method].name}</td>
+              <td>{METHODS[r.settings.method]?.name ?? r.settings.method}</td>
               <td>{r.dataset.name}</td>
               <td className="num">
                 {formatInt(r.step)}

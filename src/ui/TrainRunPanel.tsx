@@ -5,7 +5,7 @@
 import { useEffect } from 'react';
 import type { RunRecord, RunUpdate } from '../worker/engine-api.ts';
 import { isResumable } from '../worker/runs.ts';
-import { METHODS } from '../worker/train-settings.ts';
+import { METHODS, adapterDownloadLabel } from '../worker/train-settings.ts';
 import { ErrorBox } from './ErrorBox.tsx';
 import { Progress } from './Progress.tsx';
 import { formatBytes, formatDuration, formatInt } from './format.ts';
@@ -37,6 +37,8 @@ function stageText(u: RunUpdate, stopping: 'pause' | 'cancel' | null): string {
   switch (u.stage) {
     case 'loading-model':
       return `Loading ${u.run.model.name}…`;
+    case 'quantizing':
+      return `Quantizing the base model to ${u.run.settings.quant?.format.toUpperCase() ?? 'a 4-bit format'} for QLoRA…`;
     case 'preparing':
       return 'Reading and tokenizing the dataset…';
     case 'saving':
@@ -103,7 +105,7 @@ function CurrentRun({ update }: { update: RunUpdate }) {
         Run {run.id} <span className={`badge ${stopped ? badgeOf(run) : 'badge-neutral'}`} data-testid="run-status">{stopped ? statusText(run) : stageText(update, stopping)}</span>
       </h2>
       <p className="muted small">
-        {METHODS[run.settings.method].name} on {run.model.name} with {run.dataset.name}
+        {METHODS[run.settings.method]?.name ?? run.settings.method} on {run.model.name} with {run.dataset.name}
         {run.trainableParameters !== null ? `, ${formatInt(run.trainableParameters)} trainable parameters` : ''}
         {progress?.loss !== undefined ? `; last loss ${progress.loss.toFixed(4)}` : ''}
       </p>
@@ -132,7 +134,7 @@ function CurrentRun({ update }: { update: RunUpdate }) {
         {stopped && run.status === 'completed' && (
           <>
             <button type="button" className="primary" onClick={() => void download(run.id, 'peft')} disabled={exporting !== null}>
-              Download adapter (PEFT zip)
+              {adapterDownloadLabel(run.settings.method)}
             </button>
             <button type="button" onClick={() => setScreen('export')}>
               More formats on the Export screen
@@ -167,7 +169,7 @@ function UnfinishedRun({ run }: { run: RunRecord }) {
         Unfinished run {run.id} <span className="badge badge-warn">{run.status === 'paused' ? 'Paused' : 'Interrupted'}</span>
       </h2>
       <p>
-        {METHODS[run.settings.method].name} on {run.model.name} with {run.dataset.name} stopped at step {formatInt(run.step)}
+        {METHODS[run.settings.method]?.name ?? run.settings.method} on {run.model.name} with {run.dataset.name} stopped at step {formatInt(run.step)}
         {run.totalSteps > 0 ? ` of ${formatInt(run.totalSteps)}` : ''}
         {run.status === 'paused' ? ' when it was paused.' : ', when the page was closed or reloaded.'}{' '}
         {from > 0 ? `Resuming continues from its checkpoint of step ${formatInt(from)}.` : 'It has no checkpoint yet, so resuming starts it from step 0.'}

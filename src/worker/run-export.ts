@@ -1,23 +1,27 @@
-// Downloads of a finished run, built in the worker as zip files (fflate): the PEFT adapter
-// (adapter_config.json, adapter_model.safetensors, README.md model card, read from the run's blobs),
-// the GGUF LoRA adapter for llama.cpp with its Ollama Modelfile, and the merged model as a Hugging
-// Face folder (the base model must be loaded: the merge reads its weights from the GPU). Entries are
+// Downloads of a finished run, built in the worker as zip files (fflate): the adapter as its method
+// saved it (PEFT's adapter_config.json and adapter_model.safetensors for PEFT's methods, Whetstone's
+// bottleneck layout, a whole model folder for full fine-tuning; each with its README.md model card,
+// read from the run's blobs), and, for LoRA and QLoRA only, the GGUF LoRA adapter for llama.cpp with
+// its Ollama Modelfile and the merged model as a Hugging Face folder (the base model must be loaded:
+// the merge reads its weights from the GPU). `exportFormats` says which downloads a run has and why
+// the others are absent. Entries are
 // streamed into the zip with progress in bytes and stop on the abort signal. The studio turns the
 // returned Blob into a download; nothing is written to the store.
 
 import { Zip, ZipDeflate, ZipPassThrough } from 'fflate';
 import { CancelledError, InvalidArgumentError, MissingFileError } from '../engine/errors.ts';
-import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, importPeftLora } from '../engine/io/export-peft.ts';
+import { ADAPTER_CONFIG_NAME, importPeftLora } from '../engine/io/export-peft.ts';
 import { parseModelConfig } from '../engine/model/config.ts';
 import { type ExportedFile, exportMergedModel, loadLora } from '../engine/peft/lora/index.ts';
 import type { BlobStore } from '../engine/store/store.ts';
 import { ggufAdapterFiles } from '../engine/train/adapter-files.ts';
 import type { ModelService } from './models.ts';
 import { type RunRecord, type RunStore, exportFileName, runKeys } from './runs.ts';
+import { EXPORT_FORMATS, type ExportFormat, METHODS, exportFormats } from './train-settings.ts';
 import { baseModelName } from './training.ts';
 
-export type ExportFormat = 'peft' | 'gguf' | 'merged';
-export const EXPORT_FORMATS: readonly ExportFormat[] = ['peft', 'gguf', 'merged'];
+export type { ExportAvailability, ExportFormat } from './train-settings.ts';
+export { EXPORT_FORMATS, exportFormats } from './train-settings.ts';
 
 export interface ExportProgress {
   /** The file being written into the zip. */
@@ -123,9 +127,9 @@ export async function readAdapterFiles(store: BlobStore, run: RunRecord): Promis
       await src.close?.();
     }
   }
-  for (const need of [ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME]) {
-    if (!out.has(need)) throw new MissingFileError(`The adapter of run ${run.id} lacks ${need} in the store.`, { hint: 'Delete the run and train it again.' });
-  }
+  // Every method saves a config: adapter_config.json, or config.json for a full fine-tune's model folder.
+  const need = run.settings.method === 'full' ? 'config.json' : ADAPTER_CONFIG_NAME;
+  if (!out.has(need)) throw new MissingFileError(`The adapter of run ${run.id} lacks ${need} in the store.`, { hint: 'Delete the run and train it again.' });
   return out;
 }
 
@@ -134,11 +138,13 @@ export async function exportRun(deps: ExportDeps, runId: string, format: ExportF
   if (!EXPORT_FORMATS.includes(format)) throw new InvalidArgumentError(`Unknown export format ${JSON.stringify(format)}; expected ${EXPORT_FORMATS.join(', ')}.`);
   const run = await deps.runs().get(runId);
   if (!run) throw new MissingFileError(`There is no run ${runId}.`, { hint: 'It was deleted.' });
+  const availability = exportFormats(run.settings.method).find((a) => a.format === format);
+  if (availability && !availability.available) throw new InvalidArgumentError(availability.reason ?? `Run ${run.id} has no ${format} download.`, { hint: 'Download the adapter files instead.' });
   const adapterFiles = await readAdapterFiles(deps.store(), run);
   let entries: ZipEntry[];
   let release = () => undefined as void;
   if (format === 'peft') {
-    entries = [...adapterFiles].map(([name, bytes]) => bytesEntry(name, bytes, name !== ADAPTER_WEIGHTS_NAME));
+    entries = [...adapterFiles].map(([name, bytes]) => bytesEntry(name, bytes, !name.endsWith('.safetensors')));
   } else if (format === 'gguf') {
     const modelConfig = parseModelConfig(run.model.config, `${run.model.name}/config.json`);
     const imported = await importPeftLora(adapterFiles, modelConfig);
@@ -151,7 +157,9 @@ export async function exportRun(deps: ExportDeps, runId: string, format: ExportF
   }
   try {
     const blob = await zipEntries(entries, signal, onProgress);
-    return { blob, fileName: exportFileName(run, format), bytes: blob.size, files: entries.map((e) => e.name) };
+    // The method's own files are "peft" for PEFT's methods, "adapter" for bottleneck adapters, "model" for a full fine-tune.
+    const suffix = format !== 'peft' ? format : run.settings.method === 'full' ? 'model' : METHODS[run.settings.method]?.engine.peftType ? 'peft' : 'adapter';
+    return { blob, fileName: exportFileName(run, suffix), bytes: blob.size, files: entries.map((e) => e.name) };
   } finally {
     release();
   }
