@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { unzipSync } from 'fflate';
 import { type Page, expect, test } from '@playwright/test';
 import { focusIsVisible, watchProblems } from './watch.ts';
 
 // The Train screen's settings form from the keyboard, with a message per wrong field and the
 // studio's error box when nothing is loaded; and two tabs: while one trains, the other sees the run
-// (read from IndexedDB) and cannot start a second one; Pause and Cancel in the first show in the second.
+// (read from IndexedDB) and cannot start a second one; Pause and Cancel in the first show in the second;
+// and a non-LoRA method (IA3) picked in the form, trained for 2 steps and downloaded with its files.
 const SAMPLE = readFileSync('public/datasets/alpaca-facts.jsonl', 'utf8');
 
 test('the settings form works from the keyboard, marks wrong fields and explains a missing model', async ({ page }, info) => {
@@ -17,7 +19,7 @@ test('the settings form works from the keyboard, marks wrong fields and explains
   await expect(page.getByLabel('Rank (r)')).toHaveValue('8');
   await expect(page.getByLabel('Learning rate')).toHaveValue('1e-3');
   await expect(page.getByLabel('Sequence length')).toHaveValue('128');
-  await expect(page.getByRole('radio', { name: /LoRA/ })).toBeChecked();
+  await expect(page.getByRole('radio', { name: /^LoRA/ })).toBeChecked();
 
   const rank = page.getByLabel('Rank (r)');
   await rank.focus();
@@ -109,4 +111,49 @@ test('a second tab sees the run the first one trains and cannot start another', 
   await expect(b.getByTestId('no-runs')).toBeVisible();
   expect(problems).toEqual([]);
   expect(problemsB).toEqual([]);
+});
+
+test('IA3 picked in the form trains 2 steps and downloads its PEFT files; each method shows its fields and memory plan', async ({ page }, info) => {
+  test.setTimeout(120_000);
+  const problems = watchProblems(page);
+  await page.goto('/');
+  await page.getByRole('button', { name: 'Load the demo model' }).click();
+  await expect(page.getByTestId('loaded-name')).toHaveText('Demo model (built in)');
+  await page.getByRole('tab', { name: 'Data' }).click();
+  await dropFile(page, 'dataset-drop', 'alpaca-facts.jsonl', SAMPLE);
+  await expect(page.getByTestId('stat-rows')).toHaveText('50 rows');
+  await page.getByRole('tab', { name: 'Train' }).click();
+  // Every method of the registry is offered, each with its own fields and a memory plan.
+  const shown: Record<string, string> = { QLoRA: 'Base quantization', 'Prompt tuning': 'Initialization', 'Prefix tuning': 'Virtual tokens', 'Bottleneck adapters': 'Reduction factor' };
+  for (const [method, field] of Object.entries(shown)) {
+    await page.getByRole('radio', { name: new RegExp(`^${method}`) }).check();
+    await expect(page.getByLabel(field, { exact: true })).toBeVisible();
+    await expect(page.getByTestId('train-plan')).toContainText('Total');
+  }
+  await expect(page.getByTestId('train-quantized')).toHaveCount(0);
+  await page.getByRole('radio', { name: /^QLoRA/ }).check();
+  await expect(page.getByTestId('train-quantized')).toContainText('quantized to NF4');
+  await page.getByRole('radio', { name: /^IA3/ }).check();
+  await expect(page.getByLabel('Feed-forward modules', { exact: true })).toBeVisible();
+  await expect(page.getByTestId('train-plan')).toContainText('Adapter (f32)');
+  await page.getByLabel('Steps', { exact: true }).fill('2');
+  await page.getByLabel('Batch size').fill('1');
+  await page.getByLabel('Sequence length').fill('32');
+  await page.getByText('More settings').click();
+  await page.getByLabel('Validation share').fill('0');
+  await page.getByLabel('Learning rate').fill('1e-2');
+  await page.screenshot({ path: info.outputPath('train-ia3.png'), fullPage: true });
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(page.getByTestId('run-status')).toHaveText('Completed', { timeout: 90_000 });
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download adapter (PEFT zip)' }).click()]);
+  expect(download.suggestedFilename()).toMatch(/^whetstone-demo-ia3-\d{8}-\d{4}-peft\.zip$/);
+  const zip = unzipSync(new Uint8Array(readFileSync(await download.path())));
+  expect(Object.keys(zip).sort()).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors']);
+  expect(JSON.parse(new TextDecoder().decode(zip['adapter_config.json']))).toMatchObject({ peft_type: 'IA3', feedforward_modules: ['down_proj'] });
+  expect(new TextDecoder().decode(zip['README.md'])).toContain('| Method | IA3 |');
+  await page.getByRole('tab', { name: 'Export' }).click();
+  await expect(page.getByTestId('no-gguf')).toContainText('IA3 has no GGUF adapter');
+  await expect(page.getByRole('button', { name: 'Download GGUF LoRA + Modelfile (zip)' })).toHaveCount(0);
+  await page.screenshot({ path: info.outputPath('export-ia3.png'), fullPage: true });
+  expect(problems).toEqual([]);
 });

@@ -1,5 +1,6 @@
-// One model's memory estimate on this device, in a line of figures with units and a verdict. The
-// figures come from the worker (memory-estimate.ts); this only words them.
+// One model's memory estimate on this device, in a line of figures with units and a verdict: the
+// weights, LoRA training and, beside it, QLoRA training over a 4-bit (NF4) base. The figures come
+// from the worker (memory-estimate.ts); this only words them.
 import type { MemoryEstimate } from '../worker/engine-api.ts';
 import { formatBytes, formatCount, formatInt } from './format.ts';
 
@@ -28,6 +29,9 @@ export function EstimateLine({ estimate: e }: { estimate: MemoryEstimate }) {
         </li>
         <li>
           LoRA training ≈ {formatBytes(e.training.loraBytes)} (rank {e.training.loraRank}, {formatInt(e.training.tokensPerStep)} tokens per step)
+        </li>
+        <li data-testid="estimate-qlora" title={`QLoRA with an FP4 base ≈ ${formatBytes(e.training.qloraBytes.fp4)}, INT8 ≈ ${formatBytes(e.training.qloraBytes.int8)}, INT4 ≈ ${formatBytes(e.training.qloraBytes.int4)}`}>
+          QLoRA training ≈ {formatBytes(e.training.qloraBytes.nf4)} (NF4 base, weights {formatBytes(e.training.plans.qlora.weights)}; INT8 ≈ {formatBytes(e.training.qloraBytes.int8)})
         </li>
         <li>
           largest tensor {formatBytes(t.bytes)}: {binding}

@@ -1,8 +1,11 @@
 // The training settings form: the method (from the METHODS registry), then its fields and the
 // shared ones, each a labelled input with its unit, a short help line and, when wrong, a message
 // tied to it (aria-invalid, aria-describedby). Less common fields sit under "More settings".
-// Defaults follow the loaded model's size; "Start training" is disabled while a field is wrong.
+// Defaults follow the loaded model's size; "Start training" is disabled while a field is wrong. The
+// methods and their fields come from the engine's registry through train-settings.ts; the memory
+// plan of the settings shows above "Start training" (TrainPlan).
 import { METHODS, METHOD_IDS, type FieldSpec, type MethodId, fieldsOf, parseSettings } from '../worker/train-settings.ts';
+import { TrainPlan } from './TrainPlan.tsx';
 import { formatCount } from './format.ts';
 import { useModels } from './model-store.ts';
 import { DEMO_FACTS, useTrain } from './train-store.ts';
@@ -17,7 +20,7 @@ export function TrainSettingsForm() {
   const loaded = useModels((s) => s.loaded);
   const facts = loaded ?? DEMO_FACTS;
   const method = draft.method as MethodId;
-  const { errors } = parseSettings(draft, facts);
+  const { errors, settings } = parseSettings(draft, facts);
   const fields = fieldsOf(method);
   const wrong = Object.keys(errors).length;
 
@@ -52,6 +55,7 @@ export function TrainSettingsForm() {
           <summary>More settings (warmup, validation, checkpoints, seed…)</summary>
           <div className="train-fields">{fields.filter((f) => f.advanced).map((f) => <Field key={f.key} spec={f} error={errors[f.key]} />)}</div>
         </details>
+        <TrainPlan settings={settings} />
         <div className="train-start">
           <button type="submit" className="primary" disabled={busy || wrong > 0 || elsewhere}>
             Start training
@@ -71,7 +75,7 @@ export function TrainSettingsForm() {
 function Field({ spec, error }: { spec: FieldSpec; error: string | undefined }) {
   const value = useTrain((s) => s.draft[spec.key] ?? '');
   const setField = useTrain((s) => s.setField);
-  const id = `train-${spec.key.replace('.', '-')}`;
+  const id = `train-${spec.key.replace(/\./g, '-')}`;
   const help = `${id}-help`;
   const err = `${id}-error`;
   return (
