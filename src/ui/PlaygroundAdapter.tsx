@@ -1,6 +1,7 @@
-// The Playground's adapter card: the PEFT LoRA adapters of finished training runs and dropped
-// adapter folders to choose from, what the chosen one is (rank, alpha, targets, size), its
-// strength slider (0 = base model, 1 = as trained, up to 2), and why an adapter was refused.
+// The Playground's adapter card: the adapters of finished training runs (any tuning method) and
+// dropped PEFT LoRA folders to choose from, what the chosen one is (method, rank, alpha, targets,
+// size), its strength slider (0 = base model, 1 = as trained, up to 2; LoRA only, disabled with the
+// reason for other methods), and why an adapter was refused.
 import { DropZone } from './DropZone.tsx';
 import { ErrorBox } from './ErrorBox.tsx';
 import { formatBytes } from './format.ts';
@@ -16,6 +17,8 @@ export function PlaygroundAdapter() {
   const setStrength = usePlayground((s) => s.setStrength);
   const drop = usePlayground((s) => s.dropAdapter);
   const chosen = adapters?.find((a) => a.id === adapterId) ?? null;
+  // Only LoRA's update has a scale to change; other methods apply as trained.
+  const noStrength = chosen && chosen.method !== 'lora' && chosen.method !== null ? `Strength applies to LoRA adapters only. ${chosen.strengthNote ?? ''}`.trim() : null;
   return (
     <section className="card" aria-labelledby="pg-adapter-title">
       <h2 id="pg-adapter-title">Adapter</h2>
@@ -26,6 +29,7 @@ export function PlaygroundAdapter() {
           {adapters?.map((a) => (
             <option key={a.id} value={a.id} disabled={a.error !== null}>
               {a.source === 'run' ? `Training run ${a.name}` : `Dropped: ${a.name}`}
+              {a.methodLabel ? ` (${a.methodLabel})` : ''}
               {a.error ? ' (unreadable)' : ''}
             </option>
           ))}
@@ -38,7 +42,10 @@ export function PlaygroundAdapter() {
       </div>
       {chosen && (
         <p className="muted small" data-testid="pg-adapter-info">
-          LoRA rank {chosen.r ?? '—'}, alpha {chosen.alpha ?? '—'}, on {chosen.targets ?? '—'}; {formatBytes(chosen.bytes)}
+          {chosen.method === 'lora' || chosen.method === 'dora' || chosen.method === null
+            ? `${chosen.methodLabel ?? 'LoRA'} rank ${chosen.r ?? '—'}, alpha ${chosen.alpha ?? '—'}, on ${chosen.targets ?? '—'}`
+            : `${chosen.methodLabel}${chosen.targets ? ` on ${chosen.targets}` : ''}`}
+          ; {formatBytes(chosen.bytes)}
           {chosen.baseModel ? `; trained on ${chosen.baseModel}` : ''}.
         </p>
       )}
@@ -56,7 +63,7 @@ export function PlaygroundAdapter() {
           max={MAX_STRENGTH}
           step={STRENGTH_STEP}
           value={strength}
-          disabled={adapterId === null}
+          disabled={adapterId === null || noStrength !== null}
           aria-valuetext={`${formatStrength(strength)} the trained scale`}
           aria-describedby="pg-strength-help"
           onChange={(e) => setStrength(Number(e.currentTarget.value))}
@@ -65,8 +72,8 @@ export function PlaygroundAdapter() {
           {formatStrength(strength)}
         </output>
       </div>
-      <p id="pg-strength-help" className="muted small">
-        Multiplies the adapter's scale: 0× is the base model, 1× the adapter as trained, 2× twice its effect.
+      <p id="pg-strength-help" className="muted small" data-testid="pg-strength-help">
+        {noStrength ?? "Multiplies the adapter's scale: 0× is the base model, 1× the adapter as trained, 2× twice its effect."}
       </p>
       <DropZone
         inputLabel="Adapter files"

@@ -14,6 +14,9 @@ export function PlaygroundColumns() {
   const strength = usePlayground((s) => s.strength);
   // Before a run the headings follow the current choice; afterwards, what the text was made with.
   const heading: Shown = shown ?? { adapterName: adapters?.find((a) => a.id === adapterId)?.name ?? null, strength };
+  // Only LoRA adapters take a strength; the others apply as trained.
+  const chosen = adapters?.find((a) => a.id === adapterId) ?? null;
+  const asTrained = chosen !== null && chosen.method !== null && chosen.method !== 'lora';
   return (
     <section className="card" aria-labelledby="pg-output-title">
       <h2 id="pg-output-title">Answers</h2>
@@ -27,7 +30,7 @@ export function PlaygroundColumns() {
         <Column title="Base" testId="pg-base" view={columns?.base ?? null} running={running !== null} />
         {heading.adapterName !== null || columns?.tuned ? (
           <Column
-            title={`Tuned (${heading.adapterName ?? 'adapter'}) at strength ${formatStrength(heading.strength)}`}
+            title={asTrained ? `Tuned (${heading.adapterName ?? 'adapter'}, ${chosen?.methodLabel}) as trained` : `Tuned (${heading.adapterName ?? 'adapter'}) at strength ${formatStrength(heading.strength)}`}
             testId="pg-tuned"
             view={columns?.tuned ?? null}
             running={running !== null}

@@ -3,7 +3,9 @@
 // differs from the base and equals it at strength 0, and equals generate() on the model with the
 // adapter; sampling with a seed repeats; Stop cancels both columns; a second GPU job is refused
 // with EngineBusyError; a dropped adapter of another model is refused with AdapterMismatchError.
-// Strength s is checked against the float64 reference on weights merged with s · scale.
+// Strength s is checked against the float64 reference on weights merged with s · scale. An IA3
+// adapter from a run is listed with its method, applies as trained at any strength, and gives
+// generate()'s text on the model viewed through its inference options.
 
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,6 +23,8 @@ import { encodePrompt, stopTokenIds } from '../engine/model/prompting.ts';
 import { loadFolderTokenizer } from '../engine/model/tokenizer-folder.ts';
 import { type LoraConfig, createLoraConfig, expectedLoraModules } from '../engine/peft/lora/config.ts';
 import { loadLora, withAdapter } from '../engine/peft/lora/model.ts';
+import { withForwardOptions } from '../engine/peft/adapter.ts';
+import { findMethod, loadAdapter } from '../engine/peft/methods.ts';
 import { relL2 } from '../engine/reference/compare.ts';
 import { type LlamaRefRow, llamaLoss } from '../engine/reference/llama.ts';
 import { mergedLlamaParams } from '../engine/reference/lora.ts';
@@ -166,6 +170,59 @@ describe('the Playground through EngineApi', () => {
     expect(good.ok && good.value.id).toBe('files:dropped adapter');
     const bad = await api.generate(request({ strength: 2.5 }), () => undefined);
     expect(!bad.ok && bad.error.name).toBe('InvalidArgumentError');
+  });
+});
+
+describe('adapters of other methods', () => {
+  /** PEFT files of an IA3 adapter whose vectors are random (0.25 to 1.75) rather than the identity. */
+  async function randomIa3(model: LlamaModel, seed: number): Promise<Map<string, Uint8Array>> {
+    const adapter = await findMethod('ia3').create(model, {}, { seed });
+    try {
+      const files = await adapter.exportFiles();
+      const bytes = files.get('adapter_model.safetensors') as Uint8Array;
+      const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+      const at = 8 + n;
+      const values = new Float32Array((bytes.byteLength - at) / 4);
+      const rng = new Rng(seed);
+      for (let i = 0; i < values.length; i++) values[i] = rng.uniform(0.25, 1.75);
+      const out = new Uint8Array(bytes);
+      out.set(new Uint8Array(values.buffer), at);
+      files.set('adapter_model.safetensors', out);
+      return files;
+    } finally {
+      adapter.release();
+    }
+  }
+
+  it('lists an IA3 run with its method, applies it as trained whatever the strength, and equals generate() through its inference options', async () => {
+    const gpu = await testGpu();
+    const model = await loadModel(gpu, await openModelDirectory(tiny.dir));
+    const tokenizer = await loadFolderTokenizer(await openModelDirectory(tiny.dir));
+    try {
+      const files = await randomIa3(model, 11);
+      for (const [name, bytes] of files) await put(`runs/run-9/adapter/${name}`, bytes);
+      const list = await api.listAdapters();
+      if (!list.ok) throw new Error(list.error.message);
+      expect(list.value.find((a) => a.id === 'run:run-9')).toMatchObject({ method: 'ia3', methodLabel: 'IA3', strengthNote: 'IA3 has no update scale to turn down: it applies as trained.' });
+      expect(list.value.find((a) => a.id === 'run:run-7')).toMatchObject({ method: 'lora', strengthNote: null });
+
+      const { text, result } = await stream(request({ adapterId: 'run:run-9', strength: 0.3 }));
+      expect(result.strength).toBe(1);
+      const adapter = await loadAdapter(model, files);
+      try {
+        const ids = encodePrompt(tokenizer, 'The weather was cold', false).ids;
+        const options = { maxNewTokens: 10, eosTokenIds: stopTokenIds(tokenizer, model.config) };
+        const tuned = await generate(withForwardOptions(model, adapter.inferenceOptions()), ids, options);
+        expect(text.tuned).toBe(tokenizer.decode(tuned.tokens, { skipSpecialTokens: true }));
+        // The tiny model's greedy text may not change, but the adapter does change its logits.
+        const [adapted, base] = [(await withForwardOptions(model, adapter.inferenceOptions()).logits([ids]))[0], (await model.logits([ids]))[0]];
+        expect(relL2(adapted, base)).toBeGreaterThan(1e-2);
+      } finally {
+        adapter.release();
+      }
+    } finally {
+      model.release();
+    }
   });
 });
 

@@ -69,7 +69,7 @@ describe('run adapters in the store', () => {
     const service = new PlaygroundService({ store: () => store, active: () => null });
     const list = await service.listAdapters();
     expect(list.map((a) => a.id)).toEqual(['run:a', 'run:b']);
-    expect(list[1]).toEqual({ id: 'run:b', name: 'b', source: 'run', r: 8, alpha: 16, targets: 'q_proj, v_proj', baseModel: 'demo', bytes: list[1].bytes, error: null });
+    expect(list[1]).toEqual({ id: 'run:b', name: 'b', source: 'run', r: 8, alpha: 16, targets: 'q_proj, v_proj', baseModel: 'demo', bytes: list[1].bytes, method: null, methodLabel: null, strengthNote: null, error: null });
     expect(list[0].error?.message).toMatch(/runs\/a\/adapter\/adapter_config.json.*not readable JSON/);
     await expect(service.generate(REQUEST, () => undefined, new AbortController().signal)).rejects.toThrow(/No model is loaded/);
   });

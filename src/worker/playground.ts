@@ -1,9 +1,13 @@
 // The worker's Playground: one prompt answered by the loaded model (the "base" column) and by the
-// same model with a LoRA adapter at a chosen strength (the "tuned" column), streamed as text. The
+// same model with an adapter of any tuning method (the "tuned" column; a LoRA adapter at a chosen
+// strength), streamed as text. The adapter is loaded through the method registry and enters
+// generation through its inference options (withForwardOptions); prompt tuning's virtual tokens go
+// in front of the prompt. A method whose generation the engine refuses fails with that typed error. The
 // two generations are stepped in turn, one token each per round (each with its own KV cache, same
 // seed), so both columns grow together; the text goes out in small batches through a callback. The
-// adapters come from finished training runs in the store (`runs/<runId>/adapter/…`) or from PEFT
-// files the person drops, kept in memory. EngineApi calls this inside its one-job-at-a-time guard;
+// adapters come from finished training runs in the store (`runs/<runId>/adapter/…`; a full
+// fine-tune's model folder has no adapter_config.json and is not listed) or from PEFT LoRA files the
+// person drops, kept in memory. EngineApi calls this inside its one-job-at-a-time guard;
 // this file renders nothing and knows nothing of comlink.
 
 import { type SerializedError, InvalidArgumentError, MissingFileError, describeError } from '../engine/errors.ts';
@@ -16,7 +20,9 @@ import { encodePrompt, stopTokenIds } from '../engine/model/prompting.ts';
 import { checkSampling } from '../engine/model/sampling.ts';
 import { StreamDecoder, type Tokenizer } from '../engine/model/tokenizer.ts';
 import { checkLoraTensors } from '../engine/peft/lora/config.ts';
-import { type LoraAdapter, loadLora } from '../engine/peft/lora/model.ts';
+import { type PeftAdapter, withForwardOptions } from '../engine/peft/adapter.ts';
+import type { LoraMethodAdapter } from '../engine/peft/lora/method.ts';
+import { METHODS, loadAdapter } from '../engine/peft/methods.ts';
 import type { BlobStore } from '../engine/store/store.ts';
 import { storeFileSet } from './models.ts';
 
@@ -44,6 +50,11 @@ export interface AdapterEntry {
   baseModel: string | null;
   /** Bytes of the two files. */
   bytes: number;
+  /** The tuning method's registry id ("lora", "ia3" …) and label, from adapter_config.json; null when unknown. */
+  method: string | null;
+  methodLabel: string | null;
+  /** Why the strength slider does not apply to this adapter (only LoRA's scale can be changed), or null. */
+  strengthNote: string | null;
   /** Why the adapter cannot be used, when its config cannot be read. */
   error: SerializedError | null;
 }
@@ -145,16 +156,27 @@ export function runOfAdapterKey(key: string): string | null {
 }
 
 /** What an adapter_config.json says about an adapter, for the list; null fields where it is silent. */
-function describeConfig(json: unknown): Pick<AdapterEntry, 'r' | 'alpha' | 'targets' | 'baseModel'> {
+function describeConfig(json: unknown): Pick<AdapterEntry, 'r' | 'alpha' | 'targets' | 'baseModel' | 'method' | 'methodLabel' | 'strengthNote'> {
   const c = (json !== null && typeof json === 'object' ? json : {}) as Record<string, unknown>;
   const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
   const t = c.target_modules;
+  const method = METHODS.find((m) => m.matches(c)) ?? null;
   return {
+    method: method?.id ?? null,
+    methodLabel: method?.label ?? null,
+    strengthNote: strengthNote(method?.id ?? null, method?.label ?? null),
     r: num(c.r),
     alpha: num(c.lora_alpha),
     targets: typeof t === 'string' ? t : Array.isArray(t) ? t.filter((x) => typeof x === 'string').join(', ') : null,
     baseModel: typeof c.base_model_name_or_path === 'string' && c.base_model_name_or_path !== '' ? c.base_model_name_or_path : null,
   };
+}
+
+/** Why the strength slider does not apply to adapters of `method`, or null for LoRA (and a config no method claims). */
+export function strengthNote(method: string | null, label: string | null): string | null {
+  if (method === 'lora' || method === null) return null;
+  if (method === 'dora') return 'DoRA rescales each output by its trained magnitude, so its update has no single scale: it applies as trained.';
+  return `${label ?? 'This adapter'} has no update scale to turn down: it applies as trained.`;
 }
 
 export interface PlaygroundDeps {
@@ -173,7 +195,7 @@ interface Dropped {
 export class PlaygroundService {
   private readonly dropped = new Map<string, Dropped>();
   /** The adapter last loaded onto the GPU, for the model it was loaded for. */
-  private cached: { id: string; model: LlamaModel; adapter: LoraAdapter; stale: boolean } | null = null;
+  private cached: { id: string; model: LlamaModel; adapter: PeftAdapter; stale: boolean } | null = null;
   private readonly now: () => number;
 
   constructor(private readonly deps: PlaygroundDeps) {
@@ -189,9 +211,25 @@ export class PlaygroundService {
     for (const [key, size] of complete) {
       const runId = runOfAdapterKey(key);
       if (runId === null) continue;
-      const weights = complete.get(`${RUNS_PREFIX}${runId}/adapter/${ADAPTER_WEIGHTS_NAME}`);
-      if (weights === undefined) continue; // a run still writing its adapter
-      const entry: AdapterEntry = { id: `run:${runId}`, name: runId, source: 'run', r: null, alpha: null, targets: null, baseModel: null, bytes: size + weights, error: null };
+      // Every method's tensors are one .safetensors file (PEFT's name, or pytorch_adapter.safetensors for bottleneck adapters).
+      const folder = `${RUNS_PREFIX}${runId}/adapter/`;
+      const tensors = [...complete].filter(([k]) => k.startsWith(folder) && k.endsWith('.safetensors'));
+      if (tensors.length === 0) continue; // a run still writing its adapter
+      const weights = tensors.reduce((n, [, b]) => n + b, 0);
+      const entry: AdapterEntry = {
+        id: `run:${runId}`,
+        name: runId,
+        source: 'run',
+        r: null,
+        alpha: null,
+        targets: null,
+        baseModel: null,
+        bytes: size + weights,
+        method: null,
+        methodLabel: null,
+        strengthNote: null,
+        error: null,
+      };
       try {
         Object.assign(entry, describeConfig(JSON.parse(await readText(await store.read(key), 1 << 20))));
       } catch (e) {
@@ -258,7 +296,8 @@ export class PlaygroundService {
     const prompt = encodePrompt(tokenizer, request.prompt, request.chat);
     const adapter = request.adapterId === null ? null : await this.adapterFor(request.adapterId, model);
     const entry = request.adapterId === null ? null : ((await this.listAdapters()).find((a) => a.id === request.adapterId) ?? null);
-    if (adapter) adapter.strength = request.strength;
+    // Only LoRA's scale can be changed; other methods apply as trained (the UI disables the slider).
+    if (adapter?.method === 'lora') (adapter as LoraMethodAdapter).lora.strength = request.strength;
     const options = {
       maxNewTokens: request.maxNewTokens,
       temperature: request.temperature,
@@ -274,7 +313,9 @@ export class PlaygroundService {
     try {
       columns.push({ column: 'base', gen: new Generation(model, prompt.ids, options), decoder: new StreamDecoder(tokenizer, { skipSpecialTokens: true }), text: '', seconds: 0 });
       if (adapter) {
-        const gen = new Generation(model, prompt.ids, { ...options, projection: adapter.inference() });
+        // Prompt tuning feeds placeholders for its virtual tokens in front of the prompt; the view's hooks fill them.
+        const ids = adapter.promptIds ? adapter.promptIds(prompt.ids) : prompt.ids;
+        const gen = new Generation(withForwardOptions(model, adapter.inferenceOptions()), ids, options);
         columns.push({ column: 'tuned', gen, decoder: new StreamDecoder(tokenizer, { skipSpecialTokens: true }), text: '', seconds: 0 });
       }
       for (;;) {
@@ -310,7 +351,7 @@ export class PlaygroundService {
         base: result(columns[0]),
         tuned: columns[1] ? result(columns[1]) : null,
         adapter: entry,
-        strength: request.strength,
+        strength: adapter && adapter.method !== 'lora' ? 1 : request.strength,
         warning: prompt.warning,
       };
     } finally {
@@ -328,20 +369,23 @@ export class PlaygroundService {
    * The LoRA adapter `id` on the GPU for `model`, loaded once and kept until another is asked for.
    * Called only inside the engine's one-job guard, so no generation uses the adapter it releases.
    */
-  private async adapterFor(id: string, model: LlamaModel): Promise<LoraAdapter> {
+  private async adapterFor(id: string, model: LlamaModel): Promise<PeftAdapter> {
     if (this.cached && this.cached.id === id && this.cached.model === model && !this.cached.stale) return this.cached.adapter;
     this.dropCached();
-    const adapter = await loadLora(model, this.filesOf(id));
+    const adapter = await loadAdapter(model, await this.filesOf(id));
     this.cached = { id, model, adapter, stale: false };
     return adapter;
   }
 
-  private filesOf(id: string): FileSet {
+  private async filesOf(id: string): Promise<FileSet> {
     const dropped = this.dropped.get(id);
     if (dropped) return dropped.files;
     const run = /^run:([^/]+)$/.exec(id);
     if (!run) throw new MissingFileError(`There is no adapter ${JSON.stringify(id)}.`, { hint: 'Choose an adapter from the list, or drop a PEFT adapter folder.' });
-    return storeFileSet(this.deps.store(), `${RUNS_PREFIX}${run[1]}/adapter/`, [ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME], `training run ${run[1]}`);
+    // The run's stored files, whatever its method saved (the model card aside).
+    const prefix = `${RUNS_PREFIX}${run[1]}/adapter/`;
+    const names = (await this.deps.store().list(prefix)).filter((b) => b.complete).map((b) => b.key.slice(prefix.length)).filter((n) => n !== 'README.md' && !n.includes('/'));
+    return storeFileSet(this.deps.store(), prefix, names, `training run ${run[1]}`);
   }
 
   private dropCached(): void {
