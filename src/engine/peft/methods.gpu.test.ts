@@ -152,7 +152,7 @@ describe.each(TABLE)('$id', (row) => {
     }
   });
 
-  it.runIf(row.id === 'prompt')('generates with the virtual tokens: KV-cache decoding picks the tokens full recomputation picks', async () => {
+  if (row.id === 'prompt') it('generates with the virtual tokens: KV-cache decoding picks the tokens full recomputation picks', async () => {
     const adapter = await method.create(model, values(), { source: folder, seed: 7 });
     try {
       const view = withForwardOptions(model, adapter.inferenceOptions());
@@ -172,7 +172,7 @@ describe.each(TABLE)('$id', (row) => {
     }
   });
 
-  it.runIf(row.id === 'full')('exports a model folder that loads as a model with the trained logits; the memory check refuses a model over budget', async () => {
+  if (row.id === 'full') it('exports a model folder that loads as a model with the trained logits; the memory check refuses a model over budget', async () => {
     const adapter = await method.create(model, values(), { source: folder, seed: 8 });
     try {
       await perturb(adapter, 14);
@@ -191,7 +191,7 @@ describe.each(TABLE)('$id', (row) => {
     }
   });
 
-  it.runIf(row.merge)('merges to the unmerged logits and unmerges back to the base', async () => {
+  if (row.merge) it('merges to the unmerged logits and unmerges back to the base', async () => {
     const base = await logitsOf(model, null);
     const adapter = await method.create(model, values(), { source: folder, seed: 6 });
     try {
