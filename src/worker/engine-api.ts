@@ -32,8 +32,10 @@ import {
 import { type AdapterEntry, type ColumnDelta, type PlaygroundRequest, type PlaygroundResult, PlaygroundService } from './playground.ts';
 import { type Result, attempt } from './result.ts';
 import { type ExportFormat, type ExportProgress, type ExportedDownload, exportRun } from './run-export.ts';
+import { type CompressProgress, type CompressRequest, type CompressResult, compressLoaded, deleteCompressed, downloadCompressed } from './compress.ts';
 import { MemoryRunStore, type RunRecord, type RunStore } from './runs.ts';
-import { type RunOverview, type RunUpdate, type StartTrainingRequest, type TrainingLock, TrainingService, trainingLock } from './training.ts';
+import { type RunOverview, type RunUpdate, type StartTrainingRequest, type TrainingLock, type TrainingPlan, TrainingService, trainingLock } from './training.ts';
+import type { TrainSettings } from './train-settings.ts';
 import type { StepMetrics } from '../engine/train/metrics.ts';
 
 export type { AbortToken } from './abort.ts';
@@ -42,8 +44,10 @@ export type { DatasetImport, DatasetImportOptions, PreviewExample, PreviewPiece 
 export type { MemoryEstimate } from './memory-estimate.ts';
 export type { Result } from './result.ts';
 export type { ExportFormat, ExportProgress, ExportedDownload } from './run-export.ts';
+export type { CompressDataset, CompressKind, CompressMeasure, CompressProgress, CompressRequest, CompressResult, CompressTechnique } from './compress.ts';
 export type { RunRecord, RunStatus } from './runs.ts';
-export type { RunOverview, RunUpdate, StartTrainingRequest } from './training.ts';
+export type { RunOverview, RunUpdate, StartTrainingRequest, TrainingPlan } from './training.ts';
+export type { RunPlan } from './train-plan.ts';
 export type { AdapterEntry, ColumnDelta, ColumnResult, PlaygroundRequest, PlaygroundResult } from './playground.ts';
 
 export type GpuStatus = { ok: true; adapter: AdapterSummary } | { ok: false; error: SerializedError };
@@ -71,6 +75,8 @@ export interface EngineOptions {
   runs?: () => RunStore;
   /** One training at a time across tabs; Web Locks where available by default. */
   trainingLock?: TrainingLock;
+  /** GPU memory a training run may use, in bytes (a run planned above it is refused); unknown (null) by default. */
+  trainingMemoryBudgetBytes?: () => number | null;
 }
 
 export class EngineApi {
@@ -99,7 +105,7 @@ export class EngineApi {
     let memoryRuns: RunStore | null = null;
     const runs = options.runs ?? (() => (memoryRuns ??= new MemoryRunStore()));
     this.runStores = { store, runs, models: this.models };
-    this.training = new TrainingService({ store, runs, models: this.models, jobs: this.jobs, lock: options.trainingLock ?? trainingLock() });
+    this.training = new TrainingService({ store, runs, models: this.models, jobs: this.jobs, lock: options.trainingLock ?? trainingLock(), memoryBudget: options.trainingMemoryBudgetBytes });
   }
 
   /** Opens the GPU (once) and describes it, or says why there is none. */
@@ -243,6 +249,11 @@ export class EngineApi {
     return attempt(() => this.training.cancelStopped(runId));
   }
 
+  /** The memory plan of training settings on the loaded model, and why the run would not fit (null when it fits). */
+  async planTraining(settings: TrainSettings): Promise<Result<TrainingPlan>> {
+    return attempt(async () => this.training.plan(settings));
+  }
+
   /** Every training run (newest first), the one training here, and whether another tab trains. */
   async listRuns(): Promise<Result<RunOverview>> {
     return attempt(() => this.training.overview());
@@ -264,6 +275,25 @@ export class EngineApi {
   /** A finished run's adapter as a zip: PEFT files with the model card, GGUF with a Modelfile, or the merged model. */
   async exportRun(runId: string, format: ExportFormat, onProgress?: (p: ExportProgress) => void, abort?: AbortToken): Promise<Result<ExportedDownload>> {
     return this.withSignal(abort, (signal) => this.jobs.run(`exporting (${format})`, () => exportRun(this.runStores, runId, format, signal, onProgress)));
+  }
+
+  /**
+   * Compresses the loaded model with one technique (pruning, sparsity, shared blocks, clustering), keeps
+   * the new folder in the store under compressed/<id>/ and measures weight bytes, parameters and (with
+   * a dataset) the evaluation loss before and after; a GPU job.
+   */
+  async compressModel(request: CompressRequest, onProgress?: (p: CompressProgress) => void, abort?: AbortToken): Promise<Result<CompressResult>> {
+    return this.withSignal(abort, (signal) => this.jobs.run('compressing', () => compressLoaded({ store: this.runStores.store, models: this.models }, request, signal, onProgress)));
+  }
+
+  /** A compressed folder from the store as a zip. */
+  async downloadCompressedModel(id: string, onProgress?: (p: ExportProgress) => void, abort?: AbortToken): Promise<Result<ExportedDownload>> {
+    return this.withSignal(abort, (signal) => downloadCompressed(this.runStores.store(), id, signal, onProgress));
+  }
+
+  /** Removes a compressed folder from the store. */
+  async deleteCompressedModel(id: string): Promise<Result<void>> {
+    return attempt(() => deleteCompressed(this.runStores.store(), id));
   }
 
   private async withSignal<T>(abort: AbortToken | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<Result<T>> {
