@@ -1,6 +1,7 @@
-// The studio shell: header, a status line (GPU, loaded model), the screen tabs (Model, Data, Train, Export, Playground, GPU)
+// The studio shell: header, a status line (GPU, loaded model), the screen tabs (Model, Data, Train, Export, Playground, Compress, GPU)
 // and the selected screen. Screens are mounted only while selected; their state lives in stores.
 import { type KeyboardEvent, useEffect } from 'react';
+import { CompressScreen } from './CompressScreen.tsx';
 import { DataScreen } from './DataScreen.tsx';
 import { ExportScreen } from './ExportScreen.tsx';
 import { GpuPanel } from './GpuPanel.tsx';
@@ -10,7 +11,7 @@ import { StatusBar } from './StatusBar.tsx';
 import { TrainScreen } from './TrainScreen.tsx';
 import { SCREENS, type Screen, useStudio } from './store.ts';
 
-const LABELS: Record<Screen, string> = { model: 'Model', data: 'Data', train: 'Train', export: 'Export', playground: 'Playground', gpu: 'GPU' };
+const LABELS: Record<Screen, string> = { model: 'Model', data: 'Data', train: 'Train', export: 'Export', playground: 'Playground', compress: 'Compress', gpu: 'GPU' };
 
 export function App() {
   const connect = useStudio((s) => s.connect);
@@ -35,6 +36,7 @@ export function App() {
         {screen === 'train' && <TrainScreen />}
         {screen === 'export' && <ExportScreen />}
         {screen === 'playground' && <PlaygroundScreen />}
+        {screen === 'compress' && <CompressScreen />}
         {screen === 'gpu' && <GpuPanel />}
       </main>
     </div>

@@ -8,8 +8,8 @@ import type { SelfTestReport } from '../engine/selftest.ts';
 import { type EngineClient, startEngineWorker } from '../worker/client.ts';
 
 export type GpuPhase = 'connecting' | 'ready' | 'unavailable';
-export type Screen = 'model' | 'data' | 'train' | 'export' | 'playground' | 'gpu';
-export const SCREENS: readonly Screen[] = ['model', 'data', 'train', 'export', 'playground', 'gpu'];
+export type Screen = 'model' | 'data' | 'train' | 'export' | 'playground' | 'compress' | 'gpu';
+export const SCREENS: readonly Screen[] = ['model', 'data', 'train', 'export', 'playground', 'compress', 'gpu'];
 export type SelfTestPhase = 'idle' | 'running' | 'done' | 'failed';
 
 interface StudioState {
@@ -26,7 +26,7 @@ interface StudioState {
   runSelfTest: () => Promise<void>;
 }
 
-/** The screen named by the page's hash (#model, #data, #train, #export, #playground, #gpu), or the Model screen. */
+/** The screen named by the page's hash (#model, #data, #train, #export, #playground, #compress, #gpu), or the Model screen. */
 function screenFromHash(): Screen {
   const h = typeof location === 'undefined' ? '' : location.hash.slice(1);
   return (SCREENS as readonly string[]).includes(h) ? (h as Screen) : 'model';
