@@ -112,7 +112,7 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /** A view of the first `rows` rows of `t` over the same buffers (never released itself). */
-function headRows(t: Tensor, rows: number): Tensor {
+export function headRows(t: Tensor, rows: number): Tensor {
   if (rows === t.shape[0]) return t;
   const rowBytes = t.rowElems * 4;
   const chunks: Chunk[] = [];
@@ -125,7 +125,7 @@ function headRows(t: Tensor, rows: number): Tensor {
 }
 
 /** Records copies of rows [srcRow, srcRow + rows) of `src` to rows starting at `dstRow` of `dst` (same row size, f32). */
-function copyRows(batch: Batch, src: Tensor, srcRow: number, dst: Tensor, dstRow: number, rows: number): void {
+export function copyRows(batch: Batch, src: Tensor, srcRow: number, dst: Tensor, dstRow: number, rows: number): void {
   const rowBytes = src.rowElems * 4;
   let done = 0;
   while (done < rows) {

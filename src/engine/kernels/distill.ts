@@ -8,7 +8,8 @@
 
 import { InvalidArgumentError, ShapeError } from '../errors.ts';
 import type { Batch } from '../gpu/batch.ts';
-import { type Chunk, Tensor, chunkBinding, createTensor } from '../gpu/tensor.ts';
+import { type Tensor, chunkBinding, createTensor } from '../gpu/tensor.ts';
+import { copyRows, headRows } from './cross_entropy.ts';
 import { matmul } from './matmul.ts';
 import { SHADERS } from './shaders.ts';
 
@@ -126,37 +127,4 @@ export function distill(batch: Batch, hS: Tensor, wS: Tensor, hT: Tensor, wT: Te
   batch.dispatch(SHADERS.cross_entropy, 'sum_loss', {}, [rowLoss.binding(), loss.binding(), batch.uniform(sumParams)], 1);
 
   for (const t of [rowLoss, sAll, tAll, hsAll, htAll, dhAll]) t?.release();
-}
-
-/** A view of the first `rows` rows of `t` over the same buffers (never released itself). */
-function headRows(t: Tensor, rows: number): Tensor {
-  if (rows === t.shape[0]) return t;
-  const rowBytes = t.rowElems * 4;
-  const chunks: Chunk[] = [];
-  for (const c of t.chunks) {
-    if (c.rowStart >= rows) break;
-    const r = Math.min(c.rows, rows - c.rowStart);
-    chunks.push({ ...c, rows: r, bytes: r * rowBytes });
-  }
-  return new Tensor(t.gpu, [rows, ...t.shape.slice(1)], t.dtype, chunks, t.transient, t.label);
-}
-
-/** Records copies of rows [srcRow, srcRow + rows) of `src` to rows from `dstRow` of `dst` (same row size, f32). */
-function copyRows(batch: Batch, src: Tensor, srcRow: number, dst: Tensor, dstRow: number, rows: number): void {
-  const rowBytes = src.rowElems * 4;
-  let done = 0;
-  while (done < rows) {
-    const sr = srcRow + done;
-    const dr = dstRow + done;
-    const sc = chunkAt(src, sr);
-    const dc = chunkAt(dst, dr);
-    const n = Math.min(rows - done, sc.rowStart + sc.rows - sr, dc.rowStart + dc.rows - dr);
-    batch.encoder.copyBufferToBuffer(sc.buffer, sc.offset + (sr - sc.rowStart) * rowBytes, dc.buffer, dc.offset + (dr - dc.rowStart) * rowBytes, n * rowBytes);
-    done += n;
-  }
-}
-
-function chunkAt(t: Tensor, row: number): Chunk {
-  for (const ch of t.chunks) if (row >= ch.rowStart && row < ch.rowStart + ch.rows) return ch;
-  throw new ShapeError(`Row ${row} is outside tensor ${t.describe()}.`);
 }
