@@ -1,4 +1,4 @@
-// The model-folder glue every compression method shares: reading one weight of an opened folder by
+// The model-folder glue every compression method (and LoRA's merged export) shares: reading one weight of an opened folder by
 // name (as f32, from its shard; clustered and quantized weights decoded), and producing a new Hugging Face folder (config.json,
 // model.safetensors, the tokenizer and generation files copied from the source) whose tensors are
 // computed only when the safetensors stream reaches them, so at most one output tensor exists in
@@ -85,6 +85,19 @@ export async function modelFolderFiles(
   const layout = safetensorsLayout(tensors, metadata);
   // The tensors written are float (or clustered): a quantized source's quantization_config no longer applies.
   const { quantization_config: _dropped, ...config } = rawConfig;
+  return folderFiles(config, { name: 'model.safetensors', bytes: layout.totalBytes, chunks: () => streamSafetensors(tensors, metadata) }, source);
+}
+
+/**
+ * The files of a model folder around its weights: config.json (`config` pretty-printed, as given),
+ * `weights`, then the tokenizer and generation files of `source` that it has, each copied as it is
+ * read.
+ */
+export async function folderFiles(
+  config: Record<string, unknown>,
+  weights: ExportedFile,
+  source: Pick<ModelFolder, 'files'>,
+): Promise<ExportedFile[]> {
   const configBytes = new TextEncoder().encode(`${JSON.stringify(config, null, 2)}\n`);
   const out: ExportedFile[] = [
     {
@@ -94,7 +107,7 @@ export async function modelFolderFiles(
         yield configBytes;
       },
     },
-    { name: 'model.safetensors', bytes: layout.totalBytes, chunks: () => streamSafetensors(tensors, metadata) },
+    weights,
   ];
   const listed = new Set(source.files.list());
   for (const name of COPIED_FILES) {

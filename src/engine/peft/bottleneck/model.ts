@@ -10,7 +10,7 @@ import { Tape, type Var } from '../../autograd/tape.ts';
 import { AdapterMismatchError, InvalidArgumentError, MissingFileError } from '../../errors.ts';
 import { Batch } from '../../gpu/batch.ts';
 import { readTensor } from '../../gpu/readback.ts';
-import { type Tensor, createTensor, tensorFromArray } from '../../gpu/tensor.ts';
+import type { Tensor } from '../../gpu/tensor.ts';
 import { fill } from '../../kernels/elementwise.ts';
 import { swiglu, swigluBackward } from '../../kernels/swiglu.ts';
 import { type AdapterDType, ADAPTER_CONFIG_NAME, asFileSet, encodeFloats, readAdapterConfigJson } from '../../io/export-peft.ts';
@@ -19,13 +19,8 @@ import { type TensorToWrite, readSafetensorsIndex, readTensorF32, writeSafetenso
 import type { ForwardOptions, LlamaModel } from '../../model/llama.ts';
 import { Rng } from '../../random.ts';
 import type { PeftAdapter, SavedFiles } from '../adapter.ts';
+import { AdapterParams, uploadParam } from '../params.ts';
 import { BOTTLENECK_WEIGHTS_NAME, type BottleneckConfig, type BottleneckSite, bottleneckSites, bottleneckSize, parseBottleneckConfig, serializeBottleneckConfig } from './config.ts';
-
-interface Param {
-  name: string;
-  value: Tensor;
-  grad: Tensor;
-}
 
 /** The four tensors of one site by suffix, and their shapes for hidden C and bottleneck r. */
 const PARTS = [
@@ -50,25 +45,24 @@ function silu(tape: Tape, b: Batch, x: Var): Var {
   })[0];
 }
 
-export class BottleneckAdapter implements PeftAdapter {
+export class BottleneckAdapter extends AdapterParams implements PeftAdapter {
   readonly method = 'adapter';
   config: BottleneckConfig;
-  readonly params: Param[] = [];
   training: boolean;
   enabled = true;
   readonly model: LlamaModel;
   readonly sites: BottleneckSite[];
   private readonly byModule = new Map<string, BottleneckSite>();
-  private released = false;
 
   constructor(model: LlamaModel, config: BottleneckConfig, tensors: ReadonlyMap<string, Float32Array>, training: boolean) {
+    super('The bottleneck adapter');
     this.model = model;
     this.config = config;
     this.training = training;
     const C = model.config.hiddenSize;
     const r = bottleneckSize(config, model.config);
     this.sites = bottleneckSites(config, model.config);
-    try {
+    this.buildParams(model.gpu, 'bottleneck.zeroGrads', () => {
       for (const site of this.sites) {
         this.byModule.set(site.module, site);
         for (const [suffix, shapeOf] of PARTS) {
@@ -77,24 +71,10 @@ export class BottleneckAdapter implements PeftAdapter {
           const data = tensors.get(name);
           if (!data) throw new AdapterMismatchError(`Tensor "${name}" is missing from the bottleneck adapter.`);
           if (data.length !== shape.reduce((a, d) => a * d, 1)) throw new AdapterMismatchError(`Tensor "${name}" must be [${shape.join(', ')}]; got ${data.length} values.`);
-          this.params.push({ name, value: tensorFromArray(model.gpu, data, shape, 'f32', { label: name }), grad: createTensor(model.gpu, shape, 'f32', { label: `${name}.grad` }) });
+          this.params.push(uploadParam(model.gpu, name, data, shape));
         }
       }
-    } catch (e) {
-      this.release();
-      throw e;
-    }
-    const b = new Batch(model.gpu, 'bottleneck.zeroGrads');
-    this.zeroGrads(b);
-    b.submit();
-  }
-
-  get parameterCount(): number {
-    return this.params.reduce((n, p) => n + p.value.numel, 0);
-  }
-
-  get parameterBytes(): number {
-    return this.params.reduce((n, p) => n + p.value.byteLength + p.grad.byteLength, 0);
+    });
   }
 
   get savedConfig(): Record<string, unknown> {
@@ -103,11 +83,6 @@ export class BottleneckAdapter implements PeftAdapter {
 
   describe(): string {
     return `${this.sites.length} adapters of bottleneck ${bottleneckSize(this.config, this.model.config)}`;
-  }
-
-  leaves(tape: Tape, requiresGrad = this.training): Map<string, Var> {
-    this.assertLive();
-    return new Map(this.params.map((p) => [p.name, requiresGrad ? tape.leaf(p.value, { grad: p.grad, name: p.name }) : tape.leaf(p.value, { name: p.name })]));
   }
 
   forwardOptions(_tape: Tape, leaves: Map<string, Var>): ForwardOptions {
@@ -141,24 +116,6 @@ export class BottleneckAdapter implements PeftAdapter {
       [ADAPTER_CONFIG_NAME, new TextEncoder().encode(serializeBottleneckConfig(this.config, this.model.config))],
       [BOTTLENECK_WEIGHTS_NAME, writeSafetensors(out, { format: 'pt' })],
     ]);
-  }
-
-  zeroGrads(b: Batch): void {
-    this.assertLive();
-    for (const p of this.params) fill(b, p.grad, 0);
-  }
-
-  release(): void {
-    if (this.released) return;
-    this.released = true;
-    for (const p of this.params) {
-      p.value.release();
-      p.grad.release();
-    }
-  }
-
-  assertLive(): void {
-    if (this.released) throw new InvalidArgumentError('The bottleneck adapter was released.');
   }
 }
 

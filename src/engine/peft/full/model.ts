@@ -9,16 +9,16 @@
 import { Tape, type Var } from '../../autograd/tape.ts';
 import { AdapterConfigError, InvalidArgumentError, MissingFileError } from '../../errors.ts';
 import { formatBytes } from '../../gpu/allocator.ts';
-import { Batch } from '../../gpu/batch.ts';
 import { readTensor } from '../../gpu/readback.ts';
 import { type Tensor, createTensor, tensorFromArray } from '../../gpu/tensor.ts';
-import { affine, fill } from '../../kernels/elementwise.ts';
+import { affine } from '../../kernels/elementwise.ts';
 import type { AdapterDType } from '../../io/export-peft.ts';
 import { encodeFloats } from '../../io/export-peft.ts';
 import { CONFIG_FILE, type FileSet, GENERATION_CONFIG_FILE, SINGLE_WEIGHTS_FILE, TOKENIZER_FILES, openModelFolder, streamWeights } from '../../io/model-folder.ts';
 import { type TensorToWrite, writeSafetensors } from '../../io/safetensors.ts';
 import type { ForwardOptions, LlamaModel } from '../../model/llama.ts';
 import type { PeftAdapter, SavedFiles } from '../adapter.ts';
+import { AdapterParams } from '../params.ts';
 
 /** Bytes full fine-tuning may plan for by default (weights, copies, gradients, AdamW moments). */
 export const FULL_FINE_TUNE_BUDGET_BYTES = 4 * 1024 ** 3;
@@ -27,12 +27,6 @@ export const FULL_FINE_TUNE_BUDGET_BYTES = 4 * 1024 ** 3;
 export interface FullSource {
   rawConfig: Record<string, unknown>;
   files?: FileSet;
-}
-
-interface Param {
-  name: string;
-  value: Tensor;
-  grad: Tensor;
 }
 
 /** The bytes full fine-tuning of `model` needs: 4 bytes × values × (weights, copies, gradients, 2 AdamW moments). */
@@ -62,23 +56,21 @@ export function checkFullFineTune(model: LlamaModel, budget = FULL_FINE_TUNE_BUD
   }
 }
 
-export class FullFineTune implements PeftAdapter {
+export class FullFineTune extends AdapterParams implements PeftAdapter {
   readonly method = 'full';
-  readonly params: Param[] = [];
   training: boolean;
   enabled = true;
   readonly model: LlamaModel;
   readonly source: FullSource | null;
-  private released = false;
 
   /** Copies of the model's weights (or `values`, by name) as trainable f32 tensors. */
   constructor(model: LlamaModel, source: FullSource | null, training: boolean, values?: ReadonlyMap<string, Float32Array>) {
+    super('The full fine-tune');
     this.model = model;
     this.source = source;
     this.training = training;
     const gpu = model.gpu;
-    const b = new Batch(gpu, 'full.copy');
-    try {
+    this.buildParams(gpu, 'full.copy', (b) => {
       for (const [name, t] of Object.entries(model.params)) {
         const given = values?.get(name);
         if (values && !given) throw new AdapterConfigError(`The saved model has no weight "${name}".`);
@@ -88,20 +80,7 @@ export class FullFineTune implements PeftAdapter {
         const grad = createTensor(gpu, t.shape, 'f32', { label: `${name}.grad` });
         this.params.push({ name, value, grad });
       }
-      for (const p of this.params) fill(b, p.grad, 0);
-      b.submit();
-    } catch (e) {
-      this.release();
-      throw e;
-    }
-  }
-
-  get parameterCount(): number {
-    return this.params.reduce((n, p) => n + p.value.numel, 0);
-  }
-
-  get parameterBytes(): number {
-    return this.params.reduce((n, p) => n + p.value.byteLength + p.grad.byteLength, 0);
+    });
   }
 
   get savedConfig(): Record<string, unknown> {
@@ -110,11 +89,6 @@ export class FullFineTune implements PeftAdapter {
 
   describe(): string {
     return `all ${this.params.length} weights`;
-  }
-
-  leaves(tape: Tape, requiresGrad = this.training): Map<string, Var> {
-    this.assertLive();
-    return new Map(this.params.map((p) => [p.name, requiresGrad ? tape.leaf(p.value, { grad: p.grad, name: p.name }) : tape.leaf(p.value, { name: p.name })]));
   }
 
   forwardOptions(_tape: Tape, leaves: Map<string, Var>): ForwardOptions {
@@ -152,24 +126,6 @@ export class FullFineTune implements PeftAdapter {
       }
     }
     return out;
-  }
-
-  zeroGrads(b: Batch): void {
-    this.assertLive();
-    for (const p of this.params) fill(b, p.grad, 0);
-  }
-
-  release(): void {
-    if (this.released) return;
-    this.released = true;
-    for (const p of this.params) {
-      p.value.release();
-      p.grad.release();
-    }
-  }
-
-  assertLive(): void {
-    if (this.released) throw new InvalidArgumentError('The full fine-tune was released.');
   }
 }
 

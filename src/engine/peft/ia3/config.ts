@@ -8,7 +8,7 @@
 
 import { AdapterConfigError, AdapterMismatchError } from '../../errors.ts';
 import type { ModelConfig } from '../../model/config.ts';
-import { LORA_CONFIG_DEFAULTS, type LinearModule, TASK_TYPES, type JsonObject, fullMatchRegex, targetModules } from '../lora/config.ts';
+import { LORA_CONFIG_DEFAULTS, type LinearModule, TASK_TYPES, type JsonObject, configObject, fullMatchRegex, targetModules } from '../lora/config.ts';
 
 /** adapter_config.json of an IA3 adapter: the keys PEFT writes for IA3 (`peft_version` aside). */
 export interface Ia3Config {
@@ -57,18 +57,7 @@ export function createIa3Config(options: Partial<Ia3Config> = {}): Ia3Config {
  * unknown keys are dropped, as PEFT drops them. Throws AdapterConfigError naming the key.
  */
 export function parseIa3Config(json: unknown, file = 'adapter_config.json'): Ia3Config {
-  let raw = json;
-  if (typeof raw === 'string') {
-    try {
-      raw = JSON.parse(raw);
-    } catch (e) {
-      throw new AdapterConfigError(`The file is not valid JSON: ${(e as Error).message}`, { file, cause: e });
-    }
-  }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new AdapterConfigError('The adapter config must be a JSON object.', { file });
-  const c = raw as Record<string, unknown>;
-  const bad = (key: string, expected: string) =>
-    new AdapterConfigError(`Key "${key}" ${c[key] === undefined ? 'is missing' : `is ${JSON.stringify(c[key])}`}; expected ${expected}.`, { file });
+  const { c, bad } = configObject(json, file);
   if (c.peft_type !== 'IA3') {
     throw new AdapterConfigError(`Key "peft_type" is ${JSON.stringify(c.peft_type)}; an IA3 adapter has "peft_type": "IA3".`, { file });
   }

@@ -8,17 +8,16 @@
 import { scaleColumns } from '../../autograd/ops.ts';
 import { Tape, type Var } from '../../autograd/tape.ts';
 import { AdapterMismatchError, InvalidArgumentError } from '../../errors.ts';
-import { Batch } from '../../gpu/batch.ts';
 import type { Gpu } from '../../gpu/device.ts';
 import { readTensor } from '../../gpu/readback.ts';
-import { type Tensor, createTensor, tensorFromArray, writeTensor } from '../../gpu/tensor.ts';
-import { fill } from '../../kernels/elementwise.ts';
+import { type Tensor, writeTensor } from '../../gpu/tensor.ts';
 import { type AdapterDType, exportPeftIa3, importPeftIa3 } from '../../io/export-peft.ts';
 import type { FileSet } from '../../io/model-folder.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { ForwardOptions, LlamaModel } from '../../model/llama.ts';
 import { Rng } from '../../random.ts';
 import type { PeftAdapter, SavedFiles } from '../adapter.ts';
+import { AdapterParams, uploadParam } from '../params.ts';
 import { type Ia3Config, type Ia3ModuleSpec, type Ia3Tensors, checkIa3Tensors, expectedIa3Modules, parseIa3Config, savedIa3Config } from './config.ts';
 
 /** One trainable vector. */
@@ -34,54 +33,34 @@ interface Ia3Module {
   param: Ia3Param;
 }
 
-export class Ia3Adapter implements PeftAdapter {
+export class Ia3Adapter extends AdapterParams<Ia3Param> implements PeftAdapter {
   readonly method = 'ia3';
   config: Ia3Config;
   /** Adapted module paths in module order. */
   readonly modules: string[];
-  readonly params: Ia3Param[];
   training: boolean;
   enabled = true;
   readonly gpu: Gpu;
   readonly modelConfig: ModelConfig;
   private readonly byPath: Map<string, Ia3Module>;
   private mergedInto: LlamaModel | null = null;
-  private released = false;
 
   constructor(gpu: Gpu, modelConfig: ModelConfig, config: Ia3Config, specs: Ia3ModuleSpec[], tensors: Ia3Tensors, training: boolean) {
+    super('The IA3 adapter');
     this.gpu = gpu;
     this.modelConfig = modelConfig;
     this.config = config;
     this.training = training;
     this.modules = specs.map((s) => s.path);
-    this.params = [];
     this.byPath = new Map();
-    try {
+    this.buildParams(gpu, 'ia3.zeroGrads', () => {
       for (const spec of specs) {
         const name = `${spec.path}.ia3_l`;
-        const param = {
-          name,
-          value: tensorFromArray(gpu, tensors.get(spec.path) as Float32Array, [spec.size], 'f32', { label: name }),
-          grad: createTensor(gpu, [spec.size], 'f32', { label: `${name}.grad` }),
-        };
+        const param = uploadParam(gpu, name, tensors.get(spec.path) as Float32Array, [spec.size]);
         this.params.push(param);
         this.byPath.set(spec.path, { spec, param });
       }
-    } catch (e) {
-      this.release();
-      throw e;
-    }
-    const b = new Batch(gpu, 'ia3.zeroGrads');
-    this.zeroGrads(b);
-    b.submit();
-  }
-
-  get parameterCount(): number {
-    return this.params.reduce((n, p) => n + p.value.numel, 0);
-  }
-
-  get parameterBytes(): number {
-    return this.params.reduce((n, p) => n + p.value.byteLength + p.grad.byteLength, 0);
+    });
   }
 
   get savedConfig(): Record<string, unknown> {
@@ -101,11 +80,6 @@ export class Ia3Adapter implements PeftAdapter {
     const m = this.byPath.get(path);
     if (!m) throw new InvalidArgumentError(`Module "${path}" is not adapted; adapted modules are e.g. "${this.modules[0]}".`);
     return m.spec;
-  }
-
-  leaves(tape: Tape, requiresGrad = this.training): Map<string, Var> {
-    this.assertLive();
-    return new Map(this.params.map((p) => [p.name, requiresGrad ? tape.leaf(p.value, { grad: p.grad, name: p.name }) : tape.leaf(p.value, { name: p.name })]));
   }
 
   /** Output scaling of the non-feed-forward modules and input scaling of the feed-forward ones, with `leaves`. While merged, nothing. */
@@ -132,11 +106,6 @@ export class Ia3Adapter implements PeftAdapter {
 
   inferenceOptions(): ForwardOptions {
     return this.forwardOptions(new Tape(), this.leaves(new Tape(), false));
-  }
-
-  zeroGrads(b: Batch): void {
-    this.assertLive();
-    for (const p of this.params) fill(b, p.grad, 0);
   }
 
   /** The vectors read back, by module path. */
@@ -206,19 +175,6 @@ export class Ia3Adapter implements PeftAdapter {
         throw new AdapterMismatchError(`Module "${m.spec.path}" is (out=${m.spec.outFeatures}, in=${m.spec.inFeatures}) in the adapter but ${w ? `[${w.shape.join(', ')}]` : 'absent'} in the model.`);
       }
     }
-  }
-
-  release(): void {
-    if (this.released) return;
-    this.released = true;
-    for (const p of this.params) {
-      p.value.release();
-      p.grad.release();
-    }
-  }
-
-  assertLive(): void {
-    if (this.released) throw new InvalidArgumentError('The IA3 adapter was released.');
   }
 }
 

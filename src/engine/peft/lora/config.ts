@@ -146,11 +146,11 @@ function patternRegex(pattern: string, key: string): RegExp {
 // Parsing and serializing
 
 /**
- * Reads an adapter_config.json object (or its text). Keys it omits take LORA_CONFIG_DEFAULTS; keys
- * LoraConfig does not know are dropped, as PEFT drops them. Throws AdapterConfigError naming the key
- * for a value of the wrong type or range, and for a peft_type other than "LORA".
+ * `json` (an adapter_config.json object, or its text) as an object, with the AdapterConfigError for
+ * a key that holds something other than `expected`. Throws AdapterConfigError for text that is not
+ * JSON and for anything but an object.
  */
-export function parseLoraConfig(json: unknown, file = 'adapter_config.json'): LoraConfig {
+export function configObject(json: unknown, file: string): { c: Record<string, unknown>; bad: (key: string, expected: string) => Error } {
   let raw = json;
   if (typeof raw === 'string') {
     try {
@@ -165,6 +165,16 @@ export function parseLoraConfig(json: unknown, file = 'adapter_config.json'): Lo
   const c = raw as Record<string, unknown>;
   const bad = (key: string, expected: string) =>
     new AdapterConfigError(`Key "${key}" ${c[key] === undefined ? 'is missing' : `is ${JSON.stringify(c[key])}`}; expected ${expected}.`, { file });
+  return { c, bad };
+}
+
+/**
+ * Reads an adapter_config.json object (or its text). Keys it omits take LORA_CONFIG_DEFAULTS; keys
+ * LoraConfig does not know are dropped, as PEFT drops them. Throws AdapterConfigError naming the key
+ * for a value of the wrong type or range, and for a peft_type other than "LORA".
+ */
+export function parseLoraConfig(json: unknown, file = 'adapter_config.json'): LoraConfig {
+  const { c, bad } = configObject(json, file);
   const has = (key: string) => c[key] !== undefined;
 
   if (c.peft_type !== 'LORA') {

@@ -13,7 +13,7 @@ import { Tape, type Var } from '../../autograd/tape.ts';
 import { AdapterConfigError, InvalidArgumentError } from '../../errors.ts';
 import { Batch } from '../../gpu/batch.ts';
 import { readTensor } from '../../gpu/readback.ts';
-import { type Tensor, createTensor, tensorFromArray, writeTensor } from '../../gpu/tensor.ts';
+import { type Tensor, createTensor, writeTensor } from '../../gpu/tensor.ts';
 import { affine, fill, mul } from '../../kernels/elementwise.ts';
 import { matmul } from '../../kernels/matmul.ts';
 import { rmsnorm } from '../../kernels/rmsnorm.ts';
@@ -23,14 +23,11 @@ import type { ForwardOptions, LlamaModel } from '../../model/llama.ts';
 import { Rng } from '../../random.ts';
 import { fmix32 } from '../../reference/dropout.ts';
 import type { PeftAdapter, SavedFiles } from '../adapter.ts';
+import { AdapterParams, type TrainableParam, uploadParam } from '../params.ts';
 import { type LoraConfig, type LoraModuleSpec, checkLoraTensors, expectedLoraModules, parseLoraConfig } from './config.ts';
 import { loraTerm } from './layer.ts';
 
-interface Param {
-  name: string;
-  value: Tensor;
-  grad: Tensor;
-}
+type Param = TrainableParam;
 
 interface DoraModule {
   spec: LoraModuleSpec;
@@ -77,33 +74,31 @@ function doraScale(tape: Tape, b: Batch, m: Var, A: Tensor, B: Tensor, W: Tensor
   })[0];
 }
 
-export class DoraAdapter implements PeftAdapter {
+export class DoraAdapter extends AdapterParams implements PeftAdapter {
   readonly method = 'dora';
   config: LoraConfig;
   readonly modules: string[];
-  readonly params: Param[] = [];
   training: boolean;
   enabled = true;
   seed: number;
   readonly model: LlamaModel;
   private readonly byPath = new Map<string, DoraModule>();
   private mergedInto: LlamaModel | null = null;
-  private released = false;
 
   constructor(model: LlamaModel, config: LoraConfig, specs: LoraModuleSpec[], tensors: ReadonlyMap<string, DoraModuleTensors>, options: { seed: number; training: boolean }) {
+    super('The DoRA adapter');
     this.model = model;
     this.config = config;
     this.seed = options.seed;
     this.training = options.training;
     this.modules = specs.map((s) => s.path);
     const gpu = model.gpu;
-    const b = new Batch(gpu, 'dora.init');
-    try {
+    this.buildParams(gpu, 'dora.init', (b) => {
       specs.forEach((spec, index) => {
         const t = tensors.get(spec.path) as DoraModuleTensors;
         const param = (suffix: string, data: Float32Array, shape: number[]): Param => {
           const name = `${spec.path}.${suffix}`;
-          const p = { name, value: tensorFromArray(gpu, data, shape, 'f32', { label: name }), grad: createTensor(gpu, shape, 'f32', { label: `${name}.grad` }) };
+          const p = uploadParam(gpu, name, data, shape);
           this.params.push(p);
           return p;
         };
@@ -118,20 +113,7 @@ export class DoraAdapter implements PeftAdapter {
         }
         this.byPath.set(spec.path, { spec, index, A, B, m, negBias });
       });
-      for (const p of this.params) fill(b, p.grad, 0);
-      b.submit();
-    } catch (e) {
-      this.release();
-      throw e;
-    }
-  }
-
-  get parameterCount(): number {
-    return this.params.reduce((n, p) => n + p.value.numel, 0);
-  }
-
-  get parameterBytes(): number {
-    return this.params.reduce((n, p) => n + p.value.byteLength + p.grad.byteLength, 0);
+    });
   }
 
   get savedConfig(): Record<string, unknown> {
@@ -140,11 +122,6 @@ export class DoraAdapter implements PeftAdapter {
 
   describe(): string {
     return `r ${this.config.r}, alpha ${this.config.lora_alpha}, ${this.modules.length} modules with magnitudes`;
-  }
-
-  leaves(tape: Tape, requiresGrad = this.training): Map<string, Var> {
-    this.assertLive();
-    return new Map(this.params.map((p) => [p.name, requiresGrad ? tape.leaf(p.value, { grad: p.grad, name: p.name }) : tape.leaf(p.value, { name: p.name })]));
   }
 
   forwardOptions(_tape: Tape, leaves: Map<string, Var>, step = 0): ForwardOptions {
@@ -190,11 +167,6 @@ export class DoraAdapter implements PeftAdapter {
     } finally {
       this.training = wasTraining;
     }
-  }
-
-  zeroGrads(b: Batch): void {
-    this.assertLive();
-    for (const p of this.params) fill(b, p.grad, 0);
   }
 
   async toTensors(): Promise<Map<string, DoraModuleTensors>> {
@@ -271,18 +243,9 @@ export class DoraAdapter implements PeftAdapter {
     if (model.params !== this.model.params) throw new InvalidArgumentError('The DoRA adapter was made for another model (its norms are taken of that model’s weights).');
   }
 
-  release(): void {
-    if (this.released) return;
-    this.released = true;
-    for (const p of this.params) {
-      p.value.release();
-      p.grad.release();
-    }
+  /** The −bias buffers of projections with a bias. */
+  protected override releaseOthers(): void {
     for (const m of this.byPath.values()) m.negBias?.release();
-  }
-
-  assertLive(): void {
-    if (this.released) throw new InvalidArgumentError('The DoRA adapter was released.');
   }
 }
 

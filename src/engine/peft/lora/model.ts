@@ -7,16 +7,16 @@
 
 import { add } from '../../autograd/ops.ts';
 import { Tape, type Var } from '../../autograd/tape.ts';
+import { folderFiles } from '../../compress/folder.ts';
 import { AdapterConfigError, AdapterMismatchError, InvalidArgumentError } from '../../errors.ts';
 import { Batch } from '../../gpu/batch.ts';
 import type { Gpu } from '../../gpu/device.ts';
 import { readTensor } from '../../gpu/readback.ts';
-import { type Tensor, createTensor, tensorFromArray } from '../../gpu/tensor.ts';
-import { fill } from '../../kernels/elementwise.ts';
+import type { Tensor } from '../../gpu/tensor.ts';
 import { matmul } from '../../kernels/matmul.ts';
 import { importPeftLora } from '../../io/export-peft.ts';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../io/half.ts';
-import { type FileSet, GENERATION_CONFIG_FILE, type ModelFolder, TOKENIZER_FILES } from '../../io/model-folder.ts';
+import type { FileSet, ModelFolder } from '../../io/model-folder.ts';
 import { type LazyTensorToWrite, type SafetensorsDType, safetensorsLayout, streamSafetensors } from '../../io/safetensors.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import { type ForwardOptions, LlamaModel, type ModelInputs, type ProjectionHook } from '../../model/llama.ts';
@@ -25,6 +25,7 @@ import { fmix32 } from '../../reference/dropout.ts';
 import { type QuantizedMatrix, dequantizeMatrix } from '../../quant/format.ts';
 import { DYNAMIC_MAP } from '../../quant/tables.ts';
 import { QuantizedTensor } from '../../quant/tensor.ts';
+import { AdapterParams, uploadParam } from '../params.ts';
 import { type LoraConfig, type LoraModuleSpec, type LoraTensors, checkLoraTensors, expectedLoraModules, parseLoraConfig } from './config.ts';
 import { loraTerm } from './layer.ts';
 
@@ -104,11 +105,10 @@ function dropoutSeed(seed: number, step: number, index: number): number {
  * module in module order; gradients accumulate into their `grad` buffers (zeroGrads() clears
  * them). The model's forward applies the adapter through hook().
  */
-export class LoraAdapter {
+export class LoraAdapter extends AdapterParams<LoraParam> {
   config: LoraConfig;
   /** The adapted module paths, in module order (e.g. "model.layers.0.self_attn.q_proj"). */
   modules: string[];
-  params: LoraParam[];
   /** Dropout on (lora_dropout of the config); leaves() gives gradient buffers by default when true. */
   training: boolean;
   /** Multiplies every module's scale; 1 by default, 0 gives the base model. */
@@ -119,24 +119,23 @@ export class LoraAdapter {
   readonly modelConfig: ModelConfig;
   private readonly byPath: Map<string, LoraModule>;
   private mergedInto: { model: LlamaModel; scale: number[] } | null = null;
-  private released = false;
 
   constructor(gpu: Gpu, modelConfig: ModelConfig, config: LoraConfig, specs: LoraModuleSpec[], tensors: LoraTensors, options: { seed: number; training: boolean }) {
+    super('The LoRA adapter');
     this.gpu = gpu;
     this.modelConfig = modelConfig;
     this.config = config;
     this.seed = options.seed;
     this.training = options.training;
     this.modules = specs.map((s) => s.path);
-    this.params = [];
     this.byPath = new Map();
-    try {
+    this.buildParams(gpu, 'lora.zeroGrads', () => {
       specs.forEach((spec, index) => {
         const pair = tensors.get(spec.path);
         if (!pair) throw new AdapterMismatchError(`Module "${spec.path}" is adapted by the config but no tensors are given for it.`);
         const param = (which: 'A' | 'B', data: Float32Array, shape: number[]): LoraParam => {
           const name = `${spec.path}.lora_${which}.weight`;
-          const p = { name, value: tensorFromArray(gpu, data, shape, 'f32', { label: name }), grad: createTensor(gpu, shape, 'f32', { label: `${name}.grad` }) };
+          const p = uploadParam(gpu, name, data, shape);
           this.params.push(p);
           return p;
         };
@@ -144,16 +143,7 @@ export class LoraAdapter {
         const B = param('B', pair.B, [spec.outFeatures, spec.r]); // (out, r)
         this.byPath.set(spec.path, { spec, index, A, B });
       });
-    } catch (e) {
-      for (const p of this.params) {
-        p.value.release();
-        p.grad.release();
-      }
-      throw e;
-    }
-    const b = new Batch(gpu, 'lora.zeroGrads');
-    this.zeroGrads(b);
-    b.submit();
+    });
   }
 
   /** Whether the factors are currently merged into a model's weights (the hook then adds nothing). */
@@ -161,30 +151,11 @@ export class LoraAdapter {
     return this.mergedInto !== null;
   }
 
-  /** Bytes of GPU memory the factors and their gradients take. */
-  get parameterBytes(): number {
-    return this.params.reduce((n, p) => n + p.value.byteLength + p.grad.byteLength, 0);
-  }
-
-  /** Trainable values in all. */
-  get parameterCount(): number {
-    return this.params.reduce((n, p) => n + p.value.numel, 0);
-  }
-
   /** The spec (sizes, r, alpha, scale) of an adapted module. */
   moduleSpec(path: string): LoraModuleSpec {
     const m = this.byPath.get(path);
     if (!m) throw new InvalidArgumentError(`Module "${path}" is not adapted; adapted modules are e.g. "${this.modules[0]}".`);
     return m.spec;
-  }
-
-  /**
-   * A leaf for every parameter, by name: with its gradient buffer (gradients accumulate into it)
-   * when `requiresGrad`, which defaults to `training`; plain leaves otherwise.
-   */
-  leaves(tape: Tape, requiresGrad = this.training): Map<string, Var> {
-    this.assertLive();
-    return new Map(this.params.map((p) => [p.name, requiresGrad ? tape.leaf(p.value, { grad: p.grad, name: p.name }) : tape.leaf(p.value, { name: p.name })]));
   }
 
   /**
@@ -216,12 +187,6 @@ export class LoraAdapter {
       const term = loraTerm(t, b, x, A, B, { scale: m.spec.scaling * this.strength, dropout: p, seed: dropoutSeed(this.seed, step, m.index) }); // (N, out)
       return add(t, b, y, term); // (N, out)
     };
-  }
-
-  /** Sets every gradient buffer to 0 (recorded in `b`). */
-  zeroGrads(b: Batch): void {
-    this.assertLive();
-    for (const p of this.params) fill(b, p.grad, 0);
   }
 
   /** The factors, read back from the GPU, by module path (for export-peft.ts and export-gguf.ts). */
@@ -279,20 +244,6 @@ export class LoraAdapter {
         );
       }
     }
-  }
-
-  /** Frees the factors and gradients. The adapter cannot be used afterwards. */
-  release(): void {
-    if (this.released) return;
-    this.released = true;
-    for (const p of this.params) {
-      p.value.release();
-      p.grad.release();
-    }
-  }
-
-  assertLive(): void {
-    if (this.released) throw new InvalidArgumentError('The LoRA adapter was released.');
   }
 
   private moduleList(): LoraModule[] {
@@ -424,12 +375,6 @@ export interface ExportMergedOptions {
   /** Storage of every floating-point tensor; by default each keeps its dtype in the source checkpoint (F64 is written as F32). */
   dtype?: 'f32' | 'f16' | 'bf16';
 }
-
-/** Bytes read at a time when copying a file. */
-const COPY_CHUNK_BYTES = 16 * 1024 * 1024;
-
-/** Files copied next to the merged weights when the source folder has them. */
-const COPIED_FILES = [GENERATION_CONFIG_FILE, ...TOKENIZER_FILES] as const;
 
 const DTYPE_NAMES: Record<'f32' | 'f16' | 'bf16', { st: SafetensorsDType; torch: string }> = {
   f32: { st: 'F32', torch: 'float32' },
@@ -593,37 +538,7 @@ async function modelFolderFiles(
     if ('dtype' in rawConfig) rawConfig.dtype = DTYPE_NAMES[options.dtype].torch;
     if ('torch_dtype' in rawConfig || !('dtype' in rawConfig)) rawConfig.torch_dtype = DTYPE_NAMES[options.dtype].torch;
   }
-  const configBytes = new TextEncoder().encode(`${JSON.stringify(rawConfig, null, 2)}\n`);
-  const out: ExportedFile[] = [
-    {
-      name: 'config.json',
-      bytes: configBytes.byteLength,
-      async *chunks() {
-        yield configBytes;
-      },
-    },
-    { name: 'model.safetensors', bytes: layout.totalBytes, chunks: weights },
-  ];
-  const listed = new Set(source.files.list());
-  for (const name of COPIED_FILES) {
-    if (!listed.has(name)) continue;
-    const opened = await source.files.open(name);
-    const size = opened.size;
-    await opened.close?.();
-    out.push({
-      name,
-      bytes: size,
-      async *chunks() {
-        const src = await source.files.open(name);
-        try {
-          for (let at = 0; at < src.size; at += COPY_CHUNK_BYTES) yield await src.read(at, Math.min(COPY_CHUNK_BYTES, src.size - at));
-        } finally {
-          await src.close?.();
-        }
-      },
-    });
-  }
-  return out;
+  return folderFiles(rawConfig, { name: 'model.safetensors', bytes: layout.totalBytes, chunks: weights }, source);
 }
 
 /** Collects exported files into memory (small models, tests, zipping in the browser). */

@@ -6,42 +6,20 @@
 // ((layer · 2 + kv) · Hkv + head) · D + d holds the key (kv = 0) or value (kv = 1) of that layer and
 // head (PEFT's get_prompt: view(nvt, L·2, Hkv, D)). No files, no GPU.
 
-import { AdapterConfigError, AdapterMismatchError } from '../../errors.ts';
+import { AdapterMismatchError } from '../../errors.ts';
 import type { ModelConfig } from '../../model/config.ts';
-import { type JsonObject, TASK_TYPES } from '../lora/config.ts';
-import { MAX_VIRTUAL_TOKENS } from '../prompt/config.ts';
+import { PROMPT_LEARNING_DEFAULTS, type PromptLearningFields, readPromptLearningConfig } from '../prompt-learning.ts';
 
 /** adapter_config.json of a prefix-tuning adapter (`peft_version` aside). */
-export interface PrefixTuningConfig {
+export interface PrefixTuningConfig extends PromptLearningFields {
   peft_type: 'PREFIX_TUNING';
-  task_type: string | null;
-  base_model_name_or_path: string | null;
-  revision: string | null;
-  inference_mode: boolean;
-  auto_mapping: JsonObject | null;
-  num_virtual_tokens: number;
-  token_dim: number | null;
-  num_transformer_submodules: number | null;
-  num_attention_heads: number | null;
-  num_layers: number | null;
-  modules_to_save: string[] | null;
   encoder_hidden_size: number | null;
   prefix_projection: boolean;
 }
 
 export const PREFIX_TUNING_CONFIG_DEFAULTS: Readonly<PrefixTuningConfig> = Object.freeze({
   peft_type: 'PREFIX_TUNING',
-  task_type: 'CAUSAL_LM',
-  base_model_name_or_path: null,
-  revision: null,
-  inference_mode: true,
-  auto_mapping: null,
-  num_virtual_tokens: 20,
-  token_dim: null,
-  num_transformer_submodules: null,
-  num_attention_heads: null,
-  num_layers: null,
-  modules_to_save: null,
+  ...PROMPT_LEARNING_DEFAULTS,
   encoder_hidden_size: null,
   prefix_projection: false,
 });
@@ -52,50 +30,13 @@ export function createPrefixTuningConfig(options: Partial<PrefixTuningConfig> = 
 
 /** Reads a prefix-tuning adapter_config.json object; unknown keys are dropped. Throws AdapterConfigError naming the key. */
 export function parsePrefixTuningConfig(json: unknown, file = 'adapter_config.json'): PrefixTuningConfig {
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new AdapterConfigError('The adapter config must be a JSON object.', { file });
-  const c = json as Record<string, unknown>;
-  const bad = (key: string, expected: string) => new AdapterConfigError(`Key "${key}" ${c[key] === undefined ? 'is missing' : `is ${JSON.stringify(c[key])}`}; expected ${expected}.`, { file });
-  if (c.peft_type !== 'PREFIX_TUNING') throw bad('peft_type', '"PREFIX_TUNING"');
-  const optInt = (key: 'token_dim' | 'num_transformer_submodules' | 'num_attention_heads' | 'num_layers' | 'encoder_hidden_size'): number | null => {
-    const v = c[key];
-    if (v === undefined || v === null) return null;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw bad(key, 'a positive integer or null');
-    return v;
-  };
-  const optString = (key: 'base_model_name_or_path' | 'revision'): string | null => {
-    const v = c[key];
-    if (v === undefined || v === null) return null;
-    if (typeof v !== 'string') throw bad(key, 'a string or null');
-    return v;
-  };
-  const nvt = c.num_virtual_tokens ?? PREFIX_TUNING_CONFIG_DEFAULTS.num_virtual_tokens;
-  if (typeof nvt !== 'number' || !Number.isSafeInteger(nvt) || nvt < 1 || nvt > MAX_VIRTUAL_TOKENS) throw bad('num_virtual_tokens', `an integer from 1 to ${MAX_VIRTUAL_TOKENS}`);
-  const taskType = c.task_type === undefined ? 'CAUSAL_LM' : c.task_type;
-  if (taskType !== null && !(TASK_TYPES as readonly unknown[]).includes(taskType)) throw bad('task_type', `one of ${TASK_TYPES.join(', ')}, or null`);
-  if (taskType !== null && taskType !== 'CAUSAL_LM') throw new AdapterConfigError(`Key "task_type" is ${JSON.stringify(taskType)}; only causal language models ("CAUSAL_LM") are tuned here.`, { file });
-  const projection = c.prefix_projection ?? false;
-  if (typeof projection !== 'boolean') throw bad('prefix_projection', 'true or false');
-  const subs = optInt('num_transformer_submodules');
-  if (subs !== null && subs !== 1) throw bad('num_transformer_submodules', '1 (a causal LM)');
-  const modulesToSave = c.modules_to_save ?? null;
-  if (modulesToSave !== null && !(Array.isArray(modulesToSave) && modulesToSave.length === 0)) throw bad('modules_to_save', 'null (saved modules are not supported with prefix tuning here)');
-  const autoMapping = c.auto_mapping ?? null;
-  if (autoMapping !== null && (typeof autoMapping !== 'object' || Array.isArray(autoMapping))) throw bad('auto_mapping', 'an object or null');
-  if (typeof (c.inference_mode ?? true) !== 'boolean') throw bad('inference_mode', 'true or false');
+  const { fields, keys } = readPromptLearningConfig(json, file, 'PREFIX_TUNING', 'prefix tuning', PREFIX_TUNING_CONFIG_DEFAULTS);
+  const projection = keys.c.prefix_projection ?? false;
+  if (typeof projection !== 'boolean') throw keys.bad('prefix_projection', 'true or false');
   return {
     peft_type: 'PREFIX_TUNING',
-    task_type: taskType as string | null,
-    base_model_name_or_path: optString('base_model_name_or_path'),
-    revision: optString('revision'),
-    inference_mode: (c.inference_mode ?? true) as boolean,
-    auto_mapping: autoMapping as JsonObject | null,
-    num_virtual_tokens: nvt,
-    token_dim: optInt('token_dim'),
-    num_transformer_submodules: subs,
-    num_attention_heads: optInt('num_attention_heads'),
-    num_layers: optInt('num_layers'),
-    modules_to_save: null,
-    encoder_hidden_size: optInt('encoder_hidden_size'),
+    ...fields,
+    encoder_hidden_size: keys.optInt('encoder_hidden_size'),
     prefix_projection: projection,
   };
 }

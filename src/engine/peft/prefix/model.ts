@@ -10,65 +10,40 @@
 
 import { Tape, type Var } from '../../autograd/tape.ts';
 import { AdapterConfigError, InvalidArgumentError } from '../../errors.ts';
-import { Batch } from '../../gpu/batch.ts';
 import { readTensor } from '../../gpu/readback.ts';
-import { type Tensor, createTensor, tensorFromArray } from '../../gpu/tensor.ts';
-import { fill } from '../../kernels/elementwise.ts';
+import type { Tensor } from '../../gpu/tensor.ts';
 import { type AdapterDType, exportPeftPrefixTuning, importPeftPrefixTuning } from '../../io/export-peft.ts';
 import type { FileSet } from '../../io/model-folder.ts';
 import type { ForwardOptions, LlamaModel } from '../../model/llama.ts';
 import { Rng } from '../../random.ts';
 import type { Row } from '../../train/batches.ts';
 import type { PeftAdapter, SavedFiles } from '../adapter.ts';
+import { AdapterParams, uploadParam } from '../params.ts';
 import { type PrefixTuningConfig, joinPrefixTable, parsePrefixTuningConfig, prefixTokenDim, savedPrefixTuningConfig, splitPrefixTable } from './config.ts';
 
-interface Param {
-  name: string;
-  value: Tensor; // (nvt, Hkv·D)
-  grad: Tensor;
-}
-
-export class PrefixTuningAdapter implements PeftAdapter {
+export class PrefixTuningAdapter extends AdapterParams implements PeftAdapter {
   readonly method = 'prefix';
   config: PrefixTuningConfig;
-  /** Layer 0's keys, layer 0's values, layer 1's keys, … */
-  readonly params: Param[] = [];
+  // params: layer 0's keys, layer 0's values, layer 1's keys, …, each (nvt, Hkv·D).
   training: boolean;
   enabled = true;
   readonly model: LlamaModel;
-  private released = false;
 
   constructor(model: LlamaModel, config: PrefixTuningConfig, parts: readonly { k: Float32Array; v: Float32Array }[], training: boolean) {
+    super('The prefix-tuning adapter');
     this.model = model;
     this.config = config;
     this.training = training;
     const shape = [config.num_virtual_tokens, prefixTokenDim(model.config)];
-    try {
+    this.buildParams(model.gpu, 'prefix.zeroGrads', () => {
       parts.forEach(({ k, v }, l) => {
-        for (const [which, data] of [['keys', k], ['values', v]] as const) {
-          const name = `prefix.layers.${l}.${which}`;
-          this.params.push({ name, value: tensorFromArray(model.gpu, data, shape, 'f32', { label: name }), grad: createTensor(model.gpu, shape, 'f32', { label: `${name}.grad` }) });
-        }
+        for (const [which, data] of [['keys', k], ['values', v]] as const) this.params.push(uploadParam(model.gpu, `prefix.layers.${l}.${which}`, data, shape));
       });
-    } catch (e) {
-      this.release();
-      throw e;
-    }
-    const b = new Batch(model.gpu, 'prefix.zeroGrads');
-    this.zeroGrads(b);
-    b.submit();
+    });
   }
 
   get virtualTokens(): number {
     return this.config.num_virtual_tokens;
-  }
-
-  get parameterCount(): number {
-    return this.params.reduce((n, p) => n + p.value.numel, 0);
-  }
-
-  get parameterBytes(): number {
-    return this.params.reduce((n, p) => n + p.value.byteLength + p.grad.byteLength, 0);
   }
 
   get savedConfig(): Record<string, unknown> {
@@ -77,11 +52,6 @@ export class PrefixTuningAdapter implements PeftAdapter {
 
   describe(): string {
     return `${this.virtualTokens} virtual tokens of keys and values in ${this.model.config.numHiddenLayers} layers`;
-  }
-
-  leaves(tape: Tape, requiresGrad = this.training): Map<string, Var> {
-    this.assertLive();
-    return new Map(this.params.map((p) => [p.name, requiresGrad ? tape.leaf(p.value, { grad: p.grad, name: p.name }) : tape.leaf(p.value, { name: p.name })]));
   }
 
   /** The real tokens' positions start at nvt, after the prefix (transformers counts from the cache length). */
@@ -113,24 +83,6 @@ export class PrefixTuningAdapter implements PeftAdapter {
     }
     const table = joinPrefixTable(parts, this.virtualTokens, prefixTokenDim(this.model.config));
     return exportPeftPrefixTuning({ config: this.config, table, modelConfig: this.model.config, dtype: options.dtype });
-  }
-
-  zeroGrads(b: Batch): void {
-    this.assertLive();
-    for (const p of this.params) fill(b, p.grad, 0);
-  }
-
-  release(): void {
-    if (this.released) return;
-    this.released = true;
-    for (const p of this.params) {
-      p.value.release();
-      p.grad.release();
-    }
-  }
-
-  assertLive(): void {
-    if (this.released) throw new InvalidArgumentError('The prefix-tuning adapter was released.');
   }
 }
 

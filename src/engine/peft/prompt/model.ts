@@ -21,6 +21,7 @@ import { IGNORE_INDEX, type ForwardOptions, type LlamaModel } from '../../model/
 import { Rng } from '../../random.ts';
 import type { Row } from '../../train/batches.ts';
 import type { PeftAdapter, SavedFiles } from '../adapter.ts';
+import { AdapterParams } from '../params.ts';
 import { type PromptTuningConfig, parsePromptTuningConfig, savedPromptTuningConfig, textInitIds } from './config.ts';
 
 /** Placeholder id at virtual positions (its embedding is replaced). */
@@ -75,37 +76,28 @@ function placeRows(tape: Tape, b: Batch, h: Var, P: Var, B: number, T: number, c
   })[0];
 }
 
-export class PromptTuningAdapter implements PeftAdapter {
+export class PromptTuningAdapter extends AdapterParams implements PeftAdapter {
   readonly method = 'prompt';
   config: PromptTuningConfig;
-  readonly params: { name: string; value: Tensor; grad: Tensor }[];
+  // params: the one prompt_embeddings table (nvt, C).
   training: boolean;
   enabled = true;
   readonly model: LlamaModel;
-  private released = false;
 
   constructor(model: LlamaModel, config: PromptTuningConfig, values: Tensor, training: boolean) {
+    super('The prompt-tuning adapter');
     this.model = model;
     this.config = config;
     this.training = training;
     const name = 'prompt_embeddings';
-    this.params = [{ name, value: values, grad: createTensor(model.gpu, values.shape, 'f32', { label: `${name}.grad` }) }];
-    const b = new Batch(model.gpu, 'prompt.zeroGrads');
-    this.zeroGrads(b);
-    b.submit();
+    this.buildParams(model.gpu, 'prompt.zeroGrads', () => {
+      this.params.push({ name, value: values, grad: createTensor(model.gpu, values.shape, 'f32', { label: `${name}.grad` }) });
+    });
   }
 
   /** Virtual tokens in front of every sequence. */
   get virtualTokens(): number {
     return this.config.num_virtual_tokens;
-  }
-
-  get parameterCount(): number {
-    return this.params[0].value.numel;
-  }
-
-  get parameterBytes(): number {
-    return this.params[0].value.byteLength + this.params[0].grad.byteLength;
   }
 
   get savedConfig(): Record<string, unknown> {
@@ -114,12 +106,6 @@ export class PromptTuningAdapter implements PeftAdapter {
 
   describe(): string {
     return `${this.virtualTokens} virtual tokens, ${this.config.prompt_tuning_init.toLowerCase()} init`;
-  }
-
-  leaves(tape: Tape, requiresGrad = this.training): Map<string, Var> {
-    this.assertLive();
-    const p = this.params[0];
-    return new Map([[p.name, requiresGrad ? tape.leaf(p.value, { grad: p.grad, name: p.name }) : tape.leaf(p.value, { name: p.name })]]);
   }
 
   /**
@@ -175,24 +161,6 @@ export class PromptTuningAdapter implements PeftAdapter {
     this.assertLive();
     const embeddings = await readTensor(this.params[0].value as Tensor & { dtype: 'f32' });
     return exportPeftPromptTuning({ config: this.config, embeddings, modelConfig: this.model.config, dtype: options.dtype });
-  }
-
-  zeroGrads(b: Batch): void {
-    this.assertLive();
-    fill(b, this.params[0].grad, 0);
-  }
-
-  release(): void {
-    if (this.released) return;
-    this.released = true;
-    for (const p of this.params) {
-      p.value.release();
-      p.grad.release();
-    }
-  }
-
-  assertLive(): void {
-    if (this.released) throw new InvalidArgumentError('The prompt-tuning adapter was released.');
   }
 }
 
