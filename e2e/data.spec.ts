@@ -1,23 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { type Page, expect, test } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import { watchProblems } from './watch.ts';
+import { dropFile } from './drop.ts';
 
 // The Data screen: a dataset dropped with a real drag and drop (a DataTransfer with a File,
 // dispatched as dragenter, dragover and drop) shows its detected format, statistics and the tokens
 // that count toward the loss; a broken file shows its bad lines and the studio keeps working.
 const SAMPLE = readFileSync('public/datasets/alpaca-facts.jsonl', 'utf8');
-
-async function dropFile(page: Page, testId: string, name: string, text: string): Promise<void> {
-  const dt = await page.evaluateHandle(({ name, text }) => {
-    const dt = new DataTransfer();
-    dt.items.add(new File([text], name, { type: 'application/jsonl' }));
-    return dt;
-  }, { name, text });
-  const zone = page.getByTestId(testId);
-  await zone.dispatchEvent('dragenter', { dataTransfer: dt });
-  await zone.dispatchEvent('dragover', { dataTransfer: dt });
-  await zone.dispatchEvent('drop', { dataTransfer: dt });
-}
 
 test('a dropped dataset shows its format, statistics and counted tokens', async ({ page }, info) => {
   const problems = watchProblems(page);

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { type Page, expect, test } from '@playwright/test';
 import { unzipSync } from 'fflate';
 import { watchProblems } from './watch.ts';
+import { dropFile } from './drop.ts';
 
 // The studio end to end on the demo model: load it, drop the sample instruction dataset with a real
 // drag and drop, train a few small steps while the loss chart gains points, download the adapter and
@@ -9,18 +10,6 @@ import { watchProblems } from './watch.ts';
 // other formats. A reload in the middle of a run finds it in IndexedDB, and Resume continues from the
 // last checkpoint to the end. The browser reports no error along the way.
 const SAMPLE = readFileSync('public/datasets/alpaca-facts.jsonl', 'utf8');
-
-async function dropFile(page: Page, testId: string, name: string, text: string): Promise<void> {
-  const dt = await page.evaluateHandle(({ name, text }) => {
-    const dt = new DataTransfer();
-    dt.items.add(new File([text], name, { type: 'application/jsonl' }));
-    return dt;
-  }, { name, text });
-  const zone = page.getByTestId(testId);
-  await zone.dispatchEvent('dragenter', { dataTransfer: dt });
-  await zone.dispatchEvent('dragover', { dataTransfer: dt });
-  await zone.dispatchEvent('drop', { dataTransfer: dt });
-}
 
 /** Loads the demo model, drops the sample dataset, and fills small settings on the Train screen. */
 async function prepare(page: Page, steps: number, saveEvery: number): Promise<void> {

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { unzipSync } from 'fflate';
-import { type Page, expect, test } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import { focusIsVisible, watchProblems } from './watch.ts';
+import { dropFile } from './drop.ts';
 
 // The Train screen's settings form from the keyboard, with a message per wrong field and the
 // studio's error box when nothing is loaded; and two tabs: while one trains, the other sees the run
@@ -50,18 +51,6 @@ test('the settings form works from the keyboard, marks wrong fields and explains
   await expect(page.getByTestId('train-error')).toContainText('What to do: Load a model on the Model screen');
   expect(problems).toEqual([]);
 });
-
-async function dropFile(page: Page, testId: string, name: string, text: string): Promise<void> {
-  const dt = await page.evaluateHandle(({ name, text }) => {
-    const dt = new DataTransfer();
-    dt.items.add(new File([text], name, { type: 'application/jsonl' }));
-    return dt;
-  }, { name, text });
-  const zone = page.getByTestId(testId);
-  await zone.dispatchEvent('dragenter', { dataTransfer: dt });
-  await zone.dispatchEvent('dragover', { dataTransfer: dt });
-  await zone.dispatchEvent('drop', { dataTransfer: dt });
-}
 
 test('a second tab sees the run the first one trains and cannot start another', async ({ context }, info) => {
   test.setTimeout(300_000);
