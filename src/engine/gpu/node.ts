@@ -1,10 +1,11 @@
 // Opens the Gpu in Node.js through Dawn (the `webgpu` npm package) on Vulkan. Not for browsers.
 //
 // Choice of Vulkan driver: VK_ICD_FILENAMES when set; otherwise the system's drivers (a real GPU),
-// and when they offer no adapter, the SwiftShader CPU driver that Debian's `chromium` ships.
+// and when none is installed or they offer no adapter, the SwiftShader CPU driver that Debian's
+// `chromium` ships.
 
-import { existsSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GpuUnavailableError } from '../errors.ts';
 import { type Gpu, type GpuOptions, gpuFromAdapter } from './device.ts';
@@ -61,7 +62,8 @@ export async function openNodeGpu(options: GpuOptions = {}): Promise<Gpu> {
   if (process.env.VK_ICD_FILENAMES) {
     adapter = await attempt(`VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES}`);
   } else {
-    adapter = await attempt('system Vulkan drivers');
+    // With no driver manifest installed, asking the loader only makes Dawn print warnings.
+    adapter = hasSystemVulkanDriver() ? await attempt('system Vulkan drivers') : (tried.push('system Vulkan drivers (none installed)'), null);
     if (!adapter && existsSync(SWIFTSHADER_ICD)) {
       process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
       adapter = await attempt(`SwiftShader (${SWIFTSHADER_ICD})`);
@@ -82,4 +84,28 @@ function hasVulkanLoader(): boolean {
   return ['/usr/lib/x86_64-linux-gnu/libvulkan.so.1', '/usr/lib/aarch64-linux-gnu/libvulkan.so.1', '/usr/lib/libvulkan.so.1'].some(
     (p) => existsSync(p),
   );
+}
+
+/**
+ * Whether the Vulkan loader would find a driver manifest: the files it reads from the driver
+ * environment variables, or a `*.json` in one of its search folders (XDG config and data folders,
+ * /etc and /usr/share by default).
+ */
+export function hasSystemVulkanDriver(env: NodeJS.ProcessEnv = process.env, sysconfdir = '/etc'): boolean {
+  if (env.VK_DRIVER_FILES || env.VK_ADD_DRIVER_FILES) return true;
+  const split = (v: string | undefined, fallback: string) => (v || fallback).split(':').filter(Boolean);
+  const home = env.HOME || homedir();
+  const roots = [
+    ...split(env.XDG_CONFIG_DIRS, '/etc/xdg'),
+    sysconfdir,
+    env.XDG_DATA_HOME || join(home, '.local/share'),
+    ...split(env.XDG_DATA_DIRS, '/usr/local/share:/usr/share'),
+  ];
+  return roots.some((root) => {
+    try {
+      return readdirSync(join(root, 'vulkan/icd.d')).some((f) => f.endsWith('.json'));
+    } catch {
+      return false;
+    }
+  });
 }
