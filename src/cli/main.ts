@@ -68,12 +68,13 @@ Commands:
   help                Show this text
 
 --model takes a Hugging Face model folder or hub:ORG/NAME[@REVISION], downloaded (resumably) into
-the cache first.
+the cache first; when the Hub cannot be reached, a finished earlier download is used.
 
 Environment:
   VK_ICD_FILENAMES    Vulkan driver to use (default: the system's, else Chromium's SwiftShader)
   HF_ENDPOINT         Hub to download from (default https://huggingface.co)
   HF_TOKEN            Access token for gated models
+  HF_HUB_OFFLINE=1    Use the cached download of a hub: model without asking the Hub
   WHETSTONE_HOME      Cache folder (default $XDG_CACHE_HOME/whetstone or ~/.cache/whetstone)`;
 
 export async function main(argv: string[]): Promise<number> {

@@ -22,8 +22,8 @@ export { loadFolderTokenizer } from '../engine/model/tokenizer-folder.ts';
 
 /**
  * Opens the folder named by `--model`: a directory, or `hub:ORG/NAME[@REVISION]`, which is
- * downloaded (resumably) into the local cache first. HF_ENDPOINT and HF_TOKEN work as they do for
- * the Hugging Face tools; progress goes to stderr.
+ * downloaded (resumably) into the local cache first. HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE work
+ * as they do for the Hugging Face tools; progress goes to stderr.
  */
 export async function openModelArg(model: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<ModelFolder> {
   if (model === undefined || model === '') {
@@ -36,6 +36,7 @@ export async function openModelArg(model: string | undefined, env: NodeJS.Proces
       store,
       endpoint: env.HF_ENDPOINT || undefined,
       token: env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined,
+      offline: ['1', 'true', 'yes', 'on'].includes((env.HF_HUB_OFFLINE ?? '').toLowerCase()),
       onProgress: (p) => {
         if (!process.stderr.isTTY && p.bytes < p.total) return;
         const pct = p.total > 0 ? ((100 * p.bytes) / p.total).toFixed(1) : '?';

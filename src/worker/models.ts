@@ -5,7 +5,7 @@
 
 import { InvalidArgumentError, MissingFileError } from '../engine/errors.ts';
 import type { Gpu } from '../engine/gpu/device.ts';
-import { type DownloadProgress, type HubRef, downloadModel, formatHubRef, hubStorePrefix, parseHubRef } from '../engine/io/hub.ts';
+import { type DownloadProgress, type HubRef, downloadModel, downloadRecordKey, formatHubRef, hubStorePrefix, openCachedModel, parseHubRef, readDownloadRecord } from '../engine/io/hub.ts';
 import { type FileSet, type ModelFolder, blobFileSet, openModelFolder, urlFileSet } from '../engine/io/model-folder.ts';
 import { readText } from '../engine/io/source.ts';
 import { type ModelConfig, parameterCount, parseModelConfig } from '../engine/model/config.ts';
@@ -19,8 +19,6 @@ import type { StorageReport } from '../engine/store/store-idb.ts';
 export const DEMO_FILES = ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'];
 /** Projection weights are stored in bf16 when the f32 weights would take more than this. */
 const F32_WEIGHT_LIMIT = 1024 * 1024 * 1024;
-/** Store folder of the download records: `downloads/<repo>@<revision>.json`. */
-const RECORDS = 'downloads/';
 
 export type ModelSource = 'demo' | 'hub' | 'files';
 
@@ -100,13 +98,6 @@ export interface LoadOptions {
   dtype?: WeightStorage;
 }
 
-interface DownloadRecord {
-  repo: string;
-  revision: string;
-  commit: string | null;
-  files: { name: string; size: number }[];
-  finished: string;
-}
 
 interface Loaded {
   model: LlamaModel;
@@ -182,11 +173,10 @@ export class ModelService {
 
   async loadCached(id: string, signal: AbortSignal, onProgress?: (p: LoadProgress) => void, options: LoadOptions = {}): Promise<ModelSummary> {
     const ref = parseModelId(id);
-    const record = await this.readRecord(ref);
-    if (!record) {
+    const files = await openCachedModel(this.deps.store(), ref);
+    if (!files) {
       throw new MissingFileError(`${formatHubRef(ref)} is not completely downloaded.`, { hint: 'Download it again; the download resumes from the bytes already saved.' });
     }
-    const files = storeFileSet(this.deps.store(), hubStorePrefix(ref), record.files.map((f) => f.name), formatHubRef(ref));
     return this.load(files, { id: formatHubRef(ref), name: ref.repo + (ref.revision === 'main' ? '' : `@${ref.revision}`), source: 'hub' }, signal, onProgress, options);
   }
 
@@ -197,19 +187,13 @@ export class ModelService {
     this.downloading.add(id);
     try {
       const store = this.deps.store();
-      const files = await downloadModel(ref, {
+      await downloadModel(ref, {
         store,
         endpoint: request.endpoint?.trim() || undefined,
         token: request.token,
         signal,
         onProgress: (p) => onProgress?.({ ...p, secondsLeft: p.bytesPerSecond > 0 ? Math.max(0, (p.total - p.bytes) / p.bytesPerSecond) : null }),
       });
-      const record: DownloadRecord = { repo: ref.repo, revision: ref.revision, commit: files.commit, files: [...files.files], finished: new Date().toISOString() };
-      const key = recordKey(ref);
-      await store.delete(key);
-      const bytes = new TextEncoder().encode(JSON.stringify(record));
-      await store.append(key, bytes);
-      await store.finalize(key, { size: bytes.byteLength });
       const listed = (await this.listCached()).models.find((m) => m.id === id);
       if (!listed) throw new MissingFileError(`${id} is not in the store after its download.`);
       return listed;
@@ -222,7 +206,7 @@ export class ModelService {
     const ref = parseModelId(id);
     if (this.downloading.has(formatHubRef(ref))) throw new InvalidArgumentError(`${formatHubRef(ref)} is being downloaded; cancel the download first.`);
     const store = this.deps.store();
-    await store.delete(recordKey(ref));
+    await store.delete(downloadRecordKey(ref));
     await store.delete(hubStorePrefix(ref));
     return this.listCached();
   }
@@ -242,7 +226,7 @@ export class ModelService {
     }
     const models: CachedModel[] = [];
     for (const [prefix, m] of byPrefix) {
-      const record = await this.readRecord(m.ref);
+      const record = await readDownloadRecord(store, m.ref);
       const names = new Set((await store.list(prefix)).filter((b) => b.complete).map((b) => b.key.slice(prefix.length)));
       const complete = record !== null && record.files.every((f) => names.has(f.name));
       let parameters: number | null = null;
@@ -266,18 +250,7 @@ export class ModelService {
     return urlFileSet(this.deps.demoUrl as string, DEMO_FILES);
   }
 
-  private async readRecord(ref: HubRef): Promise<DownloadRecord | null> {
-    const store = this.deps.store();
-    const key = recordKey(ref);
-    if (!(await store.isComplete(key))) return null;
-    const source = await store.read(key);
-    try {
-      const v = JSON.parse(await readText(source, 1 << 20)) as DownloadRecord;
-      return Array.isArray(v.files) ? v : null;
-    } catch {
-      return null;
-    }
-  }
+
 
   /** Opens the folder, reads its tokenizer, then replaces the loaded model with its weights. */
   private async load(
@@ -319,10 +292,6 @@ export class ModelService {
     this.loaded = { model, tokenizer, summary, folder };
     return summary;
   }
-}
-
-function recordKey(ref: HubRef): string {
-  return `${RECORDS}${ref.repo}@${encodeURIComponent(ref.revision)}.json`;
 }
 
 /** The model a `models/…` key belongs to: the segments through the first one holding '@'. */

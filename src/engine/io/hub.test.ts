@@ -5,13 +5,13 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { CancelledError, DownloadError, HubAuthError, HubNotFoundError, HubRefError, UnsafeWeightsError } from '../errors.ts';
+import { CancelledError, DownloadError, HubAuthError, HubNotFoundError, HubRefError, MissingFileError, UnsafeWeightsError } from '../errors.ts';
 import { expectedWeights, parseModelConfig } from '../model/config.ts';
 import { Rng } from '../random.ts';
 import type { BlobStore } from '../store/store.ts';
 import { MemoryBlobStore } from '../store/store-memory.ts';
 import { openNodeStore } from '../store/store-node.ts';
-import { type DownloadOptions, type DownloadProgress, downloadModel, formatHubRef, hubStorePrefix, parseHubRef } from './hub.ts';
+import { type DownloadOptions, type DownloadProgress, downloadModel, downloadRecordKey, formatHubRef, hubStorePrefix, openCachedModel, parseHubRef, readDownloadRecord } from './hub.ts';
 import { openModelFolder } from './model-folder.ts';
 import { openModelDirectory } from './model-folder-node.ts';
 import { type TensorToWrite, writeSafetensors } from './safetensors.ts';
@@ -276,6 +276,41 @@ describe('downloadModel', () => {
     const again = await download('hub:test/tiny', store);
     expect(again.files).toEqual(files.files);
     expect(seen.map((s) => s.path)).toEqual(['/api/models/test/tiny/revision/main']);
+  });
+
+  it('opens a finished download without the network: offline on request, or when the Hub is unreachable', async () => {
+    const store = new MemoryBlobStore();
+    const ref = parseHubRef('hub:test/tiny');
+    expect(await openCachedModel(store, ref)).toBeNull();
+    const offlineEmpty = await download('hub:test/tiny', store, { offline: true }).catch((e) => e);
+    expect(offlineEmpty).toBeInstanceOf(MissingFileError);
+    expect(offlineEmpty.message).toMatch(/test\/tiny@main is not completely downloaded.*offline/);
+
+    const first = await download('hub:test/tiny', store);
+    expect(first.fromCache).toBe(false);
+    const record = await readDownloadRecord(store, ref);
+    expect(record).toMatchObject({ repo: 'test/tiny', revision: 'main', commit: SHA, files: first.files });
+
+    seen = [];
+    const offline = await download('hub:test/tiny', store, { offline: true });
+    expect(seen).toEqual([]);
+    expect(offline).toMatchObject({ fromCache: true, commit: SHA, files: first.files });
+    expect((await openModelFolder(offline)).rawConfig.num_hidden_layers).toBe(2);
+
+    // A refused connection (nothing listens on port 1) falls back to the same files.
+    const events: DownloadProgress[] = [];
+    const unreachable = await downloadModel('hub:test/tiny', { store, endpoint: 'http://127.0.0.1:1', retries: 0, onProgress: (p) => events.push(p) });
+    expect(unreachable.fromCache).toBe(true);
+    expect(events.at(-1)?.bytes).toBe(events.at(-1)?.total);
+
+    // A file that went missing or changed size means there is no usable copy: the network error stands.
+    await store.delete(KEY);
+    expect(await openCachedModel(store, ref)).toBeNull();
+    expect(await downloadModel('hub:test/tiny', { store, endpoint: 'http://127.0.0.1:1', retries: 0 }).catch((e) => e)).toBeInstanceOf(DownloadError);
+    // A download of chosen files leaves no record of a whole folder.
+    const other = new MemoryBlobStore();
+    await download('hub:test/tiny', other, { files: ['config.json'] });
+    expect(await other.isComplete(downloadRecordKey(ref))).toBe(false);
   });
 
   it('writes an ordinary model folder into the Node store', async () => {

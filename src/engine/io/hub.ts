@@ -3,8 +3,10 @@
 // files a model folder needs (config, safetensors weights or the index and its shards, tokenizer
 // files, generation config; never pickled weights), and their resumable download into a BlobStore
 // under `models/<org>/<name>@<revision>/`. The result is a FileSet over the store for
-// openModelFolder. Requests go only to the endpoint given (https://huggingface.co by default) and
-// the hosts it redirects to. The HTTP transfer itself is in hub-transfer.ts.
+// openModelFolder. A finished download leaves a record (`downloads/<org>/<name>@<revision>.json`)
+// naming its files, so the cached copy opens without the network: offline on request, or when the
+// Hub cannot be reached. Requests go only to the endpoint given (https://huggingface.co by default)
+// and the hosts it redirects to. The HTTP transfer itself is in hub-transfer.ts.
 
 import { DownloadError, HubNotFoundError, HubRefError, InvalidArgumentError, MissingFileError, ModelConfigError, UnsafeWeightsError } from '../errors.ts';
 import type { BlobStore } from '../store/store.ts';
@@ -135,6 +137,8 @@ export interface DownloadOptions {
   retries?: number;
   /** Wait before the n-th extra attempt: n times this (1000 ms by default). */
   retryDelayMs?: number;
+  /** Use the finished download in the store without asking the Hub (HF_HUB_OFFLINE=1 in the CLI). */
+  offline?: boolean;
 }
 
 /** The downloaded files, as a FileSet over the store. */
@@ -147,6 +151,62 @@ export interface HubFileSet extends FileSet {
   readonly prefix: string;
   /** The files and their sizes. */
   readonly files: readonly { name: string; size: number }[];
+  /** True when the files came from an earlier download without asking the Hub. */
+  readonly fromCache: boolean;
+}
+
+/** Store folder of the download records. */
+export const DOWNLOAD_RECORDS = 'downloads/';
+
+/** What a finished download holds, saved at `downloadRecordKey(ref)` once every file is complete. */
+export interface DownloadRecord {
+  repo: string;
+  revision: string;
+  commit: string | null;
+  files: { name: string; size: number }[];
+  /** ISO date of the end of the download. */
+  finished: string;
+}
+
+/** `downloads/<org>/<name>@<revision>.json` (the revision URI-encoded). */
+export function downloadRecordKey(ref: HubRef): string {
+  return `${DOWNLOAD_RECORDS}${ref.repo}@${encodeURIComponent(ref.revision)}.json`;
+}
+
+/** The record of a finished download of `ref`, or null when there is none (or it cannot be read). */
+export async function readDownloadRecord(store: BlobStore, ref: HubRef): Promise<DownloadRecord | null> {
+  const key = downloadRecordKey(ref);
+  if (!(await store.isComplete(key))) return null;
+  try {
+    const v = JSON.parse(await readText(await store.read(key), 1 << 20)) as DownloadRecord;
+    return Array.isArray(v.files) && v.files.every((f) => typeof f?.name === 'string' && Number.isSafeInteger(f.size)) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The files of a finished download of `ref` from the store, without the network: null when there is
+ * no record, or when a file it names is missing, partial or of another size.
+ */
+export async function openCachedModel(store: BlobStore, ref: HubRef): Promise<HubFileSet | null> {
+  const hub = parseHubRef(formatHubRef(ref));
+  const record = await readDownloadRecord(store, hub);
+  if (!record) return null;
+  const prefix = hubStorePrefix(hub);
+  for (const f of record.files) {
+    const info = await store.stat(prefix + f.name);
+    if (!info?.complete || info.size !== f.size) return null;
+  }
+  return storeFileSet(store, hub, record.commit, prefix, record.files, true);
+}
+
+async function writeDownloadRecord(store: BlobStore, record: DownloadRecord): Promise<void> {
+  const key = downloadRecordKey({ repo: record.repo, revision: record.revision });
+  const bytes = new TextEncoder().encode(JSON.stringify(record));
+  await store.delete(key);
+  await store.append(key, bytes);
+  await store.finalize(key, { size: bytes.byteLength });
 }
 
 interface ListedFile {
@@ -161,7 +221,9 @@ interface Listing {
 
 /**
  * Downloads the files of a model folder from the Hub into `options.store` (resuming partial files,
- * skipping complete ones of the same size and version) and returns a FileSet over them.
+ * skipping complete ones of the same size and version) and returns a FileSet over them. With
+ * `offline`, or when the Hub cannot be reached, a finished earlier download of the same reference
+ * is used as it is (as the Hugging Face tools do); without one, the error says so.
  */
 export async function downloadModel(ref: string | HubRef, options: DownloadOptions): Promise<HubFileSet> {
   const hub = typeof ref === 'string' ? parseHubRef(ref) : parseHubRef(formatHubRef(ref));
@@ -188,7 +250,31 @@ export async function downloadModel(ref: string | HubRef, options: DownloadOptio
   const prefix = hubStorePrefix(hub);
   checkCancelled(options.signal, `Downloading ${ctx.where}`);
 
-  const listing = await fetchListing(ctx, endpoint, hub);
+  const cached = async (): Promise<HubFileSet | null> => {
+    // A request for chosen files is answered from a cached folder that holds all of them.
+    const set = await openCachedModel(options.store, hub);
+    if (!set || (options.files && !options.files.every((f) => set.files.some((c) => c.name === f)))) return null;
+    progress.start(set.files.map((f) => ({ name: f.name, bytes: f.size, size: f.size })));
+    progress.emit(true);
+    return set;
+  };
+  if (options.offline) {
+    const set = await cached();
+    if (set) return set;
+    throw new MissingFileError(`${ctx.where} is not completely downloaded, and the download was asked to stay offline.`, {
+      hint: 'Connect to the network and download it once (unset HF_HUB_OFFLINE in the CLI).',
+    });
+  }
+
+  let listing: Listing | null;
+  try {
+    listing = await fetchListing(ctx, endpoint, hub);
+  } catch (e) {
+    if (!(e instanceof DownloadError)) throw e;
+    const set = await cached();
+    if (set) return set;
+    throw e;
+  }
   // Files come from the listed commit when there is one, so a branch that moves mid-download cannot mix versions.
   const from = listing?.commit ?? hub.revision;
   const plan = (name: string, known?: ListedFile): PlannedFile => {
@@ -260,12 +346,14 @@ export async function downloadModel(ref: string | HubRef, options: DownloadOptio
     if (!info?.complete) throw new MissingFileError(`${f.name} of ${ctx.where} is not complete in the store.`, { file: f.key });
     sizes.push({ name: f.name, size: info.size });
   }
+  // The record names a whole model folder; a download of chosen files leaves none.
+  if (!options.files) await writeDownloadRecord(ctx.store, { repo: hub.repo, revision: hub.revision, commit: listing?.commit ?? null, files: sizes, finished: new Date().toISOString() });
   progress.emit(true);
-  return storeFileSet(ctx.store, hub, listing?.commit ?? null, prefix, sizes);
+  return storeFileSet(ctx.store, hub, listing?.commit ?? null, prefix, sizes, false);
 }
 
 /** A FileSet over files already in a store under `prefix`. */
-function storeFileSet(store: BlobStore, ref: HubRef, commit: string | null, prefix: string, files: { name: string; size: number }[]): HubFileSet {
+function storeFileSet(store: BlobStore, ref: HubRef, commit: string | null, prefix: string, files: { name: string; size: number }[], fromCache: boolean): HubFileSet {
   const names = new Set(files.map((f) => f.name));
   const name = formatHubRef(ref);
   return {
@@ -274,6 +362,7 @@ function storeFileSet(store: BlobStore, ref: HubRef, commit: string | null, pref
     commit,
     prefix,
     files,
+    fromCache,
     list: () => [...names].sort(),
     open(file) {
       if (!names.has(file)) throw new MissingFileError(`${file} is not among the downloaded files of ${name}.`, { file });
