@@ -19,6 +19,7 @@ import { matmulQuant, matmulQuantBackward } from '../kernels/quant.ts';
 import { rmsnorm as rmsnormKernel, rmsnormBackward } from '../kernels/rmsnorm.ts';
 import { rope as ropeKernel, ropeBackward } from '../kernels/rope.ts';
 import { swiglu as swigluKernel, swigluBackward } from '../kernels/swiglu.ts';
+import { tanh as tanhKernel, tanhBackward } from '../kernels/tanh.ts';
 import type { Tape, Var } from './tape.ts';
 
 /** A transient f32 tensor from the pool. */
@@ -105,6 +106,17 @@ export function swiglu(tape: Tape, b: Batch, gate: Var, up: Var): Var {
     const dup = scratch(bb, up.value.shape, 'swiglu.dup'); // (N, F)
     swigluBackward(bb, gate.value, up.value, dy!, dgate, dup);
     return [dgate, dup];
+  })[0];
+}
+
+/** tanh(x) elementwise over any shape (prefix tuning's projection). Backward: dx = dy · (1 − tanh²(x)), from x. */
+export function tanh(tape: Tape, b: Batch, x: Var): Var {
+  const out = scratch(b, x.value.shape, 'tanh'); // same shape as x
+  tanhKernel(b, x.value, out);
+  return tape.record('tanh', [x], [out], [], (bb, [dy]) => {
+    const dx = scratch(bb, x.value.shape, 'tanh.dx'); // same shape as x
+    tanhBackward(bb, x.value, dy!, dx);
+    return [dx];
   })[0];
 }
 

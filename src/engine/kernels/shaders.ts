@@ -8,6 +8,7 @@ import rmsnorm from '../../../shaders/rmsnorm.wgsl?raw';
 import rope from '../../../shaders/rope.wgsl?raw';
 import attention from '../../../shaders/attention.wgsl?raw';
 import swiglu from '../../../shaders/swiglu.wgsl?raw';
+import tanh from '../../../shaders/tanh.wgsl?raw';
 import dropout from '../../../shaders/dropout.wgsl?raw';
 import embedding from '../../../shaders/embedding.wgsl?raw';
 import adamw from '../../../shaders/adamw.wgsl?raw';
@@ -25,6 +26,7 @@ export const SHADERS = {
   rope: { name: 'rope', code: rope },
   attention: { name: 'attention', code: attention },
   swiglu: { name: 'swiglu', code: swiglu },
+  tanh: { name: 'tanh', code: tanh },
   dropout: { name: 'dropout', code: dropout },
   embedding: { name: 'embedding', code: embedding },
   adamw: { name: 'adamw', code: adamw },
