@@ -3,7 +3,7 @@
 and for Whetstone's bottleneck adapters.
 
 Run with Debian's python3-torch:
-    /usr/bin/python3 scripts/peft_reference.py MODELS_DIR [--out fixtures/lora] [--write-adapters] [--check] [--methods lora,ia3]
+    /usr/bin/python3 scripts/peft_reference.py MODELS_DIR [--out fixtures/lora] [--write-adapters] [--check] [--methods lora,ia3,prefix-projection,full]
 
 IA3 (IA3_ADAPTERS, fixtures/ia3/) follows peft/tuners/ia3: each target module's ia3_l scales the base
 layer's output ([out, 1], bias included) or, for feedforward_modules, its input ([1, in]); the fixture
@@ -14,6 +14,12 @@ Prompt tuning (PROMPT_ADAPTERS, fixtures/prompt/) feeds cat(prompt_embeddings, e
 labels prefixed by -100 per virtual token and positions counted from 0 over the whole row.
 Prefix tuning (PREFIX_ADAPTERS, fixtures/prefix/) puts per-layer keys and values from prompt_embeddings
 [nvt, L * 2 * Hkv * D] before the tokens' (no RoPE on them; the tokens' positions start at nvt).
+Prefix tuning with prefix_projection (PREFIX_PROJECTION_ADAPTERS, fixtures/prefix/; --methods
+prefix-projection) computes that table with PEFT's PrefixEncoder (nn.Embedding, nn.Linear, nn.Tanh,
+nn.Linear); the folder also holds the encoder's weights (prefix_encoder.safetensors), and the fixture
+the gradient of each of them.
+Full fine-tuning (FULL_MODELS, fixtures/full/; --methods full) trains every weight of the model; the
+fixture holds the loss and the gradients of a sample of weights (full_sample).
 Bottleneck adapters (BOTTLENECK_ADAPTERS, fixtures/adapter/; not a PEFT method) add
 adapter_up(silu(adapter_down(y))) to the outputs of o_proj and down_proj.
 
@@ -948,6 +954,195 @@ def run_prefix(config, weights, adapter_config, adapter_tensors, rows, labels, d
 
 
 # ---------------------------------------------------------------------------------------------
+# Prefix tuning with prefix_projection (peft/tuners/prefix_tuning/model.py PrefixEncoder, training
+# mode): nn.Embedding(nvt, token_dim) of arange(nvt), then nn.Sequential(nn.Linear(token_dim,
+# encoder_hidden_size), nn.Tanh(), nn.Linear(encoder_hidden_size, L * 2 * token_dim)); its output is
+# the table PrefixTorchModel attends. The adapter folder holds what PEFT saves
+# (get_prompt_embedding_to_save: prompt_embeddings = the encoder's output, and adapter_config.json with
+# prefix_projection true and encoder_hidden_size) plus prefix_encoder.safetensors, the encoder's own
+# state_dict (which PEFT does not save), so that the fixture can hold the gradient of every trainable
+# tensor of the encoder. Written to fixtures/prefix/.
+
+PREFIX_PROJECTION_ADAPTERS = [
+    {"name": "llama3-untied-f32-prefix-projection", "model": "llama3-untied-f32", "seed": 73, "dtype": "F32", "num_virtual_tokens": 3, "encoder_hidden_size": 24},
+]
+PREFIX_ENCODER_WEIGHTS = "prefix_encoder.safetensors"
+
+
+class PrefixEncoder(torch.nn.Module):
+    """PEFT's PrefixEncoder with prefix_projection and inference_mode off (the same module names)."""
+
+    def __init__(self, nvt, token_dim, hidden, layers):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(nvt, token_dim)
+        self.transform = torch.nn.Sequential(
+            torch.nn.Linear(token_dim, hidden),
+            torch.nn.Tanh(),
+            torch.nn.Linear(hidden, layers * 2 * token_dim),
+        )
+
+    def forward(self, prefix):
+        return self.transform(self.embedding(prefix))
+
+
+def prefix_encoder_state(spec, config):
+    """Deterministic encoder weights: the embedding N(0, 1) and each Linear U(-b, b) with b = 1/sqrt(in)
+    (nn.Linear's default bound), the second Linear's scaled by 3 so that the prefix changes the model."""
+    rng = np.random.RandomState(spec["seed"])
+    nvt, hidden = spec["num_virtual_tokens"], spec["encoder_hidden_size"]
+    dim = config.head_dim * config.kv_heads
+    width = config.layers * 2 * dim
+
+    def uniform(shape, fan_in, gain=1.0):
+        bound = gain / math.sqrt(fan_in)
+        return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+    return [
+        ("embedding.weight", rng.standard_normal(size=(nvt, dim)).astype(np.float32)),
+        ("transform.0.weight", uniform((hidden, dim), dim)),
+        ("transform.0.bias", uniform((hidden,), dim)),
+        ("transform.2.weight", uniform((width, hidden), hidden, 3.0)),
+        ("transform.2.bias", uniform((width,), hidden, 3.0)),
+    ]
+
+
+def prefix_encoder(config, adapter_config, state, dtype):
+    nvt = adapter_config["num_virtual_tokens"]
+    token_dim = adapter_config["token_dim"]
+    assert token_dim == config.head_dim * config.kv_heads, "token_dim must be head_dim * num_key_value_heads (PEFT's grouped-query adjustment)"
+    encoder = PrefixEncoder(nvt, token_dim, adapter_config["encoder_hidden_size"], config.layers).to(dtype)
+    encoder.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
+    return encoder
+
+
+def write_prefix_projection_adapter(spec, model_folder, out_dir):
+    with open(os.path.join(model_folder, "config.json")) as f:
+        config = Config(json.load(f))
+    adapter_config = prefix_peft_config(spec, spec["model"], config)
+    adapter_config["prefix_projection"] = True
+    adapter_config["encoder_hidden_size"] = spec["encoder_hidden_size"]
+    state = prefix_encoder_state(spec, config)
+    encoder = prefix_encoder(config, adapter_config, {k: torch.from_numpy(v) for k, v in state}, torch.float32)
+    with torch.no_grad():
+        table = encoder(torch.arange(spec["num_virtual_tokens"])).numpy()  # get_prompt_embedding_to_save
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, ADAPTER_CONFIG), "w") as f:
+        json.dump(adapter_config, f, indent=2, sort_keys=True)
+    write_safetensors(os.path.join(out_dir, ADAPTER_WEIGHTS), [("prompt_embeddings", table)], spec["dtype"])
+    write_safetensors(os.path.join(out_dir, PREFIX_ENCODER_WEIGHTS), state, "F32")
+
+
+def run_prefix_projection(config, weights, adapter_config, adapter_tensors, rows, labels, dtype, state):
+    assert adapter_config["prefix_projection"] is True, "the adapter config must have prefix_projection true"
+    nvt = adapter_config["num_virtual_tokens"]
+    encoder = prefix_encoder(config, adapter_config, state, dtype)
+    table = encoder(torch.arange(nvt))  # (nvt, L * 2 * Hkv * D), PeftModel.get_prompt in training mode
+    model = PrefixTorchModel(config, {k: v.to(dtype) for k, v in weights.items()}, table, nvt)
+    loss, count, per_row = loss_of_rows(model, rows, labels)
+    loss.backward()
+    grads = {name: p.grad.detach().clone() for name, p in encoder.named_parameters()}
+    return float(loss), count, per_row, grads, {}
+
+
+def prefix_projection_reference(spec, models_dir, out_dir, check):
+    adapter_folder = os.path.join(out_dir, spec["name"])
+    state = read_safetensors(os.path.join(adapter_folder, PREFIX_ENCODER_WEIGHTS))
+    fixture, stats = method_reference(lambda *a: run_prefix_projection(*a, state=state), None, lambda m: {})(spec, models_dir, out_dir, check)
+    if check:
+        # The saved table is the encoder's output: recompute it in float64.
+        with open(os.path.join(models_dir, spec["model"], "config.json")) as f:
+            config = Config(json.load(f))
+        adapter_config, adapter_tensors = read_adapter(adapter_folder)
+        with torch.no_grad():
+            table64 = prefix_encoder(config, adapter_config, state, torch.float64)(torch.arange(spec["num_virtual_tokens"]))
+        stats["saved_table_rel_l2"] = rel_l2(adapter_tensors["prompt_embeddings"].numpy(), table64.numpy())
+        assert stats["saved_table_rel_l2"] < 1e-6, "the saved prompt_embeddings is not the encoder's output: %r" % stats
+    return fixture, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Full fine-tuning: every weight of the model trainable. The fixture holds the loss and the gradients
+# of a sample of weights (full_sample): the embedding and lm_head (if untied), layer 0's q_proj (and
+# its bias where the model has one), layer 1's down_proj on some rows; layer 0's input norm and the
+# final norm whole. Written to fixtures/full/<model>-full.json; there is no adapter
+# folder (the model's own folder is the starting point).
+
+FULL_MODELS = [
+    {"name": "llama3-untied-f32-full", "model": "llama3-untied-f32"},
+    {"name": "qwen2-tied-f32-full", "model": "qwen2-tied-f32"},
+]
+
+
+def full_sample(config, rows):
+    """{weight name: sampled rows or None (all)}: the vocabulary rows of the texts' tokens and every
+    64th, every 4th row of the projections, the whole of the 1-D weights."""
+    tokens = sorted(set(t for r in rows for t in r))
+    vocab_rows = sorted(set(tokens) | set(range(0, config.vocab, 64)))
+    names = {
+        "model.embed_tokens.weight": vocab_rows,
+        "model.layers.0.self_attn.q_proj.weight": list(range(0, config.heads * config.head_dim, 4)),
+        "model.layers.1.mlp.down_proj.weight": list(range(0, config.hidden, 4)),
+        "model.layers.0.input_layernorm.weight": None,
+        "model.norm.weight": None,
+    }
+    if config.qkv_bias:
+        names["model.layers.0.self_attn.q_proj.bias"] = None
+    if not config.tied:
+        names["lm_head.weight"] = vocab_rows
+    return names
+
+
+def run_full(config, weights, rows, labels, dtype):
+    w = {k: v.to(dtype).clone().requires_grad_(True) for k, v in weights.items()}
+    model = LoraTorchModel(config, w, {}, 0.0)
+    loss, count, per_row = loss_of_rows(model, rows, labels)
+    loss.backward()
+    return float(loss), count, per_row, {k: v.grad.detach().clone() for k, v in w.items()}
+
+
+def full_reference(spec, models_dir, check):
+    model_folder = os.path.join(models_dir, spec["model"])
+    with open(os.path.join(model_folder, "config.json")) as f:
+        config = Config(json.load(f))
+    with open(os.path.join(model_folder, "tokenizer.json")) as f:
+        tokenizer_json = json.load(f)
+    weights = read_safetensors(os.path.join(model_folder, "model.safetensors"))
+    rows = [bpe_encode(tokenizer_json, t) for t in TEXTS]
+    labels = [list(rows[0]), [IGNORE_INDEX, IGNORE_INDEX] + rows[1][2:]]
+    loss, count, per_row, grads = run_full(config, weights, rows, labels, torch.float32)
+    sample = full_sample(config, rows)
+    stats = {}
+    if check:
+        loss64, _, _, grads64 = run_full(config, weights, rows, labels, torch.float64)
+        stats["f64_loss_rel_diff"] = abs(loss - loss64) / abs(loss64)
+        stats["f64_grad_max_rel_l2"] = max(rel_l2(grads[k].numpy(), grads64[k].numpy()) for k in sample)
+        assert stats["f64_loss_rel_diff"] < 1e-5 and stats["f64_grad_max_rel_l2"] < 1e-4, "float64 rerun disagrees: %r" % stats
+
+    def entry(name, picked):
+        g = grads[name]
+        out = {"shape": list(g.shape)}
+        if picked is not None:
+            out["rows"] = picked
+            g = g[picked]
+        out["values"] = [round_sig(x) for x in g.flatten().tolist()]
+        return out
+
+    fixture = {
+        "name": spec["name"],
+        "model": spec["model"],
+        "reference": "scripts/peft_reference.py (torch %s, float32, every weight trainable)" % torch.__version__,
+        "model_files": {f: sha256(os.path.join(model_folder, f)) for f in sorted(os.listdir(model_folder))},
+        "input_ids": rows,
+        "labels": labels,
+        "tokens": count,
+        "loss": loss,
+        "loss_per_row": per_row,
+        "grads": {k: entry(k, picked) for k, picked in sorted(sample.items())},
+    }
+    return fixture, stats
+
+
+# ---------------------------------------------------------------------------------------------
 # Bottleneck (Houlsby) adapters, which PEFT does not have: Whetstone's layout after AdapterHub's
 # naming (docs/methods.md). After o_proj (attention_adapters) and after down_proj (output_adapters)
 # of every layer: y + adapter_up(silu(adapter_down(y))), both Linear with bias. Written to
@@ -1037,6 +1232,7 @@ METHOD_FIXTURES = {
     "ia3": (IA3_ADAPTERS, write_ia3_adapter, ia3_reference, "fixtures/ia3"),
     "adapter": (BOTTLENECK_ADAPTERS, write_bottleneck_adapter, method_reference(run_bottleneck, None, lambda m: {}), "fixtures/adapter"),
     "prefix": (PREFIX_ADAPTERS, write_prefix_adapter, method_reference(run_prefix, None, lambda m: {}), "fixtures/prefix"),
+    "prefix-projection": (PREFIX_PROJECTION_ADAPTERS, write_prefix_projection_adapter, prefix_projection_reference, "fixtures/prefix"),
     "prompt": (PROMPT_ADAPTERS, write_prompt_adapter, method_reference(run_prompt, None, lambda m: {}), "fixtures/prompt"),
     "dora": (DORA_ADAPTERS, write_dora_adapter, method_reference(run_dora, dora_merged_check, lambda m: {"scaling": {p: v[2] for p, v in m.items()}}), "fixtures/dora"),
 }
@@ -1055,7 +1251,7 @@ def main():
     ap.add_argument("--out", default="fixtures/lora", help="where the adapter folders are and the fixtures go (default fixtures/lora)")
     ap.add_argument("--write-adapters", action="store_true", help="write the deterministic adapter folders first")
     ap.add_argument("--check", action="store_true", help="also rerun in float64 and check merged weights")
-    ap.add_argument("--methods", default="lora," + ",".join(METHOD_FIXTURES), help="methods to compute (default: all; LoRA fixtures go to --out, the others to fixtures/<method>)")
+    ap.add_argument("--methods", default="lora," + ",".join(METHOD_FIXTURES) + ",full", help="methods to compute (default: all; LoRA fixtures go to --out, full fine-tuning's to fixtures/full, prefix-projection's to fixtures/prefix, the others to fixtures/<method>)")
     args = ap.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
 
@@ -1064,6 +1260,12 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     for method in methods:
         if method == "lora":
+            continue
+        if method == "full":
+            os.makedirs("fixtures/full", exist_ok=True)
+            for spec in FULL_MODELS:
+                fixture, stats = full_reference(spec, args.models_dir, args.check)
+                write_fixture(spec, fixture, stats, os.path.join("fixtures/full", spec["name"] + ".json"))
             continue
         adapters, writer, reference, out_dir = METHOD_FIXTURES[method]
         os.makedirs(out_dir, exist_ok=True)
