@@ -7,7 +7,7 @@
 
 import { create } from 'zustand';
 import type { SerializedError } from '../engine/errors.ts';
-import { requestPersistentStorage } from '../engine/store/store-idb.ts';
+import { requestPersistentStorage } from '../engine/store/persist.ts';
 import type { CachedModels, CatalogItem, DownloadStatus, LoadProgress, ModelSummary, Result } from '../worker/engine-api.ts';
 import { type AbortHandle, abortHandle, progressCallback } from '../worker/client.ts';
 import { getEngine } from './store.ts';

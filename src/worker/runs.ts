@@ -13,7 +13,7 @@
 //   runs/<runId>/adapter/README.md                  its model card
 
 import type { SerializedError } from '../engine/errors.ts';
-import { type IdbRunTables, type StoredRun } from '../engine/store/store-idb.ts';
+import type { IdbRunTables, StoredRun } from '../engine/store/store-idb.ts';
 import type { StepMetrics } from '../engine/train/metrics.ts';
 import type { ModelSource } from './models.ts';
 import type { RunPlan } from './train-plan.ts';

@@ -2,7 +2,7 @@
 // sample dataset), parsing of what was typed with one message per wrong field, and the way back from
 // settings to the form, for every method of the registry and QLoRA.
 import { describe, expect, it } from 'vitest';
-import { METHODS as REGISTRY } from '../engine/peft/methods.ts';
+import { METHOD_INFOS as REGISTRY } from '../engine/peft/method-info.ts';
 import { MAX_VIRTUAL_TOKENS } from '../engine/peft/prompt/index.ts';
 import { METHODS, METHOD_IDS, defaultDraft, draftOf, engineMethodOf, fieldsOf, loraTargets, parseSettings, sizeClass } from './train-settings.ts';
 
@@ -142,7 +142,8 @@ describe('every method', () => {
       prompt_tuning_init: 'TEXT',
       prompt_tuning_init_text: 'Answer:',
     });
-    expect(engineMethodOf(settingsOf('prefix')).values).toEqual({ num_virtual_tokens: 20 });
+    expect(engineMethodOf(settingsOf('prefix')).values).toEqual({ num_virtual_tokens: 20, prefix_projection: false, encoder_hidden_size: 0 });
+    expect(engineMethodOf(settingsOf('prefix', { 'prefix.prefix_projection': 'true', 'prefix.encoder_hidden_size': '32' })).values).toEqual({ num_virtual_tokens: 20, prefix_projection: true, encoder_hidden_size: 32 });
     expect(engineMethodOf(settingsOf('adapter')).values).toEqual({ reduction_factor: 16 });
     expect(engineMethodOf(settingsOf('full'))).toMatchObject({ method: { id: 'full' }, values: {} });
   });

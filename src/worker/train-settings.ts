@@ -1,14 +1,14 @@
 // The settings of a training run as the studio edits them: the fine-tuning methods it offers (taken
-// from the engine's tuning-method registry, src/engine/peft/methods.ts, so a method added there
+// from the tuning-method registry's metadata, src/engine/peft/method-info.ts, so a method added there
 // appears here with its fields, defaults and bounds; plus QLoRA, LoRA over a quantized base), the
 // hyperparameters every method shares, defaults scaled to the size of the chosen model, and the
 // parsing and checking of what a person typed, field by field, with messages that say what is wrong
 // and what is allowed. Pure data and functions: the Train screen imports them to check the form as
 // it is typed, and the worker checks the same settings again before it trains. Nothing here trains
-// or touches the GPU.
+// or touches the GPU, and nothing imports engine code that does: the page's bundle carries this file.
 
 import { InvalidArgumentError } from '../engine/errors.ts';
-import { type MethodOption, type MethodOptionValues, METHODS as REGISTRY, type TuningMethod, parseMethodOptions } from '../engine/peft/methods.ts';
+import { type ExportFormat, METHOD_INFOS as REGISTRY, type MethodInfo, type MethodOption, type MethodOptionValues, parseMethodOptions } from '../engine/peft/method-info.ts';
 import { SCHEDULE_NAMES, type ScheduleName } from '../engine/optim/schedule.ts';
 import { QUANT_FORMATS, type QuantFormat, resolveQuantOptions } from '../engine/quant/format.ts';
 
@@ -99,8 +99,8 @@ export interface MethodSpec {
   id: MethodId;
   name: string;
   description: string;
-  /** The registry method that makes the adapter (QLoRA: LoRA). */
-  engine: TuningMethod;
+  /** The registry method that makes the adapter (QLoRA: LoRA); its engine side is methods.ts's findMethod(id). */
+  engine: MethodInfo;
   /** The base model is quantized while it trains (QLoRA). */
   quantized: boolean;
   fields: readonly FieldSpec[];
@@ -186,12 +186,12 @@ function parseQuant(draft: SettingsDraft, errors: Record<string, string>): Quant
 }
 
 /** The field key of a registry option: `<method>.<config key>`. */
-export function optionFieldKey(method: TuningMethod, option: MethodOption): string {
+export function optionFieldKey(method: MethodInfo, option: MethodOption): string {
   return `${method.id}.${option.key}`;
 }
 
 /** A registry option as a form field (label, unit, help, kind and choices from the option). */
-function optionField(method: TuningMethod, o: MethodOption): FieldSpec {
+function optionField(method: MethodInfo, o: MethodOption): FieldSpec {
   const key = optionFieldKey(method, o);
   const bounds =
     o.type === 'int' || o.type === 'number'
@@ -221,7 +221,7 @@ function optionDefault(o: MethodOption): string {
 }
 
 /** Reads a registry option's field; the typed value (undefined for "the default") or NaN/undefined with a message in `errors`. */
-function readOption(method: TuningMethod, o: MethodOption, draft: SettingsDraft, errors: Record<string, string>): unknown {
+function readOption(method: MethodInfo, o: MethodOption, draft: SettingsDraft, errors: Record<string, string>): unknown {
   const key = optionFieldKey(method, o);
   const raw = (draft[key] ?? '').trim();
   switch (o.type) {
@@ -246,7 +246,7 @@ function readOption(method: TuningMethod, o: MethodOption, draft: SettingsDraft,
 }
 
 /** The studio entry of a registry method; LoRA-family methods keep the LoRA fields. */
-function specOf(method: TuningMethod): MethodSpec {
+function specOf(method: MethodInfo): MethodSpec {
   if (method.peftType === 'LORA') {
     return {
       id: method.id,
@@ -285,7 +285,7 @@ function specOf(method: TuningMethod): MethodSpec {
   };
 }
 
-function qloraSpec(lora: TuningMethod): MethodSpec {
+function qloraSpec(lora: MethodInfo): MethodSpec {
   return {
     id: 'qlora',
     name: 'QLoRA',
@@ -313,7 +313,7 @@ export const METHODS: Record<MethodId, MethodSpec> = buildMethods();
 export const METHOD_IDS = Object.keys(METHODS) as MethodId[];
 
 /** The registry method and its option values (by config key) that make a run's adapter. */
-export function engineMethodOf(settings: Pick<TrainSettings, 'method' | 'lora' | 'options'>): { method: TuningMethod; values: MethodOptionValues } {
+export function engineMethodOf(settings: Pick<TrainSettings, 'method' | 'lora' | 'options'>): { method: MethodInfo; values: MethodOptionValues } {
   const spec = METHODS[settings.method];
   if (!spec) throw new InvalidArgumentError(`The method ${JSON.stringify(settings.method)} is not available; use one of ${METHOD_IDS.join(', ')}.`);
   if (settings.lora) {
@@ -500,11 +500,15 @@ export interface ExportAvailability {
   reason: string | null;
 }
 
-/** The downloads of a finished run. */
-export type ExportFormat = 'peft' | 'gguf' | 'merged';
+/** The downloads of a finished run (method-info.ts's export formats). */
+export type { ExportFormat };
 export const EXPORT_FORMATS: readonly ExportFormat[] = ['peft', 'gguf', 'merged'];
 
-/** Which downloads a run of `method` has: its own files always; GGUF and merged where the engine writes them (LoRA, QLoRA). */
+/**
+ * Which downloads a run of `method` has: its own files always; GGUF and the merged model where the
+ * registry lists them (GGUF: LoRA and QLoRA; merged: LoRA, QLoRA, DoRA and IA3), each other one with
+ * the reason it is absent.
+ */
 export function exportFormats(method: string): ExportAvailability[] {
   const spec = METHODS[method];
   const name = spec?.name ?? method;
@@ -513,10 +517,8 @@ export function exportFormats(method: string): ExportAvailability[] {
     gguf: `llama.cpp and Ollama load LoRA adapters only; ${name} has no GGUF adapter.`,
     merged:
       method === 'full'
-        ? 'The download is already a whole model: every weight was trained.'
-        : method === 'dora' || method === 'ia3'
-          ? `${name} merges on the GPU, but the studio writes a merged model folder for LoRA and QLoRA only.`
-          : `${name} changes the forward pass itself (no weight update to fold in), so there is no merged model.`,
+        ? 'The model download is already the whole model: every weight was trained, so there is nothing to merge.'
+        : `${name} changes the forward pass itself (no weight update to fold in), so there is no merged model.`,
   };
   return EXPORT_FORMATS.map((format) => (has(format) ? { format, available: true, reason: null } : { format, available: false, reason: reasons[format as Exclude<ExportFormat, 'peft'>] }));
 }

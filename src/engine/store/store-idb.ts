@@ -128,20 +128,8 @@ export async function estimateStorage(): Promise<StorageReport | null> {
   }
 }
 
-/**
- * Asks the browser to keep this site's storage under storage pressure (`navigator.storage.persist()`,
- * which exists on the page, not in workers). True when granted, false when refused, null where the
- * call is unavailable.
- */
-export async function requestPersistentStorage(): Promise<boolean | null> {
-  const storage = typeof navigator === 'undefined' ? undefined : navigator.storage;
-  if (!storage || typeof storage.persist !== 'function') return null;
-  try {
-    return await storage.persist();
-  } catch {
-    return null;
-  }
-}
+/** Asks the browser to keep this site's storage (persist.ts, which the page imports without the store). */
+export { requestPersistentStorage } from './persist.ts';
 
 /** A write needs more room than the browser allows this site; the hint names the largest folders of the store to delete. */
 export class StoreQuotaError extends StoreError {
