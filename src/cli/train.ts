@@ -35,7 +35,7 @@ export const TRAIN_USAGE = `train --model DIR --data FILE [--val FILE | --val-fr
       lora, dora: [--rank 8] [--alpha 8] [--dropout 0] [--targets all-linear|q_proj,v_proj,...] [--rslora]
       ia3: [--targets k_proj,v_proj,down_proj] [--feedforward down_proj]
       prompt: [--virtual-tokens 20] [--prompt-init RANDOM|TEXT|SAMPLE_VOCAB] [--prompt-init-text TEXT]
-      prefix: [--virtual-tokens 20]
+      prefix: [--virtual-tokens 20] [--prefix-projection [--encoder-hidden N]]
       adapter: [--reduction-factor 16]
       full: every weight (small models; --dtype f32)
       [--lr 2e-4] [--schedule linear|cosine|constant] [--warmup STEPS|RATIO]

@@ -71,8 +71,14 @@ function trainableOf(c: ModelConfig, method: MethodId, values: Record<string, un
     }
     case 'prompt':
       return Number(values.num_virtual_tokens) * c.hiddenSize;
-    case 'prefix':
-      return L * 2 * Number(values.num_virtual_tokens) * c.numKeyValueHeads * c.headDim;
+    case 'prefix': {
+      const nvt = Number(values.num_virtual_tokens);
+      const dim = c.numKeyValueHeads * c.headDim;
+      if (values.prefix_projection !== true) return L * 2 * nvt * dim;
+      // The projection: embedding (nvt, dim), Linear dim → hidden, Linear hidden → L·2·dim, with biases.
+      const hidden = Number(values.encoder_hidden_size) || dim;
+      return nvt * dim + hidden * dim + hidden + L * 2 * dim * (hidden + 1);
+    }
     case 'adapter': {
       const r = Math.max(1, Math.floor(c.hiddenSize / Number(values.reduction_factor)));
       return L * 2 * (2 * r * c.hiddenSize + r + c.hiddenSize);

@@ -4,11 +4,15 @@
 // num_key_value_heads, num_layers, encoder_hidden_size = token_dim when unset. The saved
 // `prompt_embeddings` is [num_virtual_tokens, num_layers · 2 · token_dim]; column
 // ((layer · 2 + kv) · Hkv + head) · D + d holds the key (kv = 0) or value (kv = 1) of that layer and
-// head (PEFT's get_prompt: view(nvt, L·2, Hkv, D)). No files, no GPU.
+// head (PEFT's get_prompt: view(nvt, L·2, Hkv, D)). With prefix_projection that table is the output
+// of PEFT's reparameterisation MLP (model.ts), whose hidden size is encoder_hidden_size. No files, no GPU.
 
 import { AdapterMismatchError } from '../../errors.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import { PROMPT_LEARNING_DEFAULTS, type PromptLearningFields, readPromptLearningConfig } from '../prompt-learning.ts';
+
+/** Largest encoder_hidden_size accepted (the projection's hidden width). */
+export const MAX_ENCODER_HIDDEN_SIZE = 65536;
 
 /** adapter_config.json of a prefix-tuning adapter (`peft_version` aside). */
 export interface PrefixTuningConfig extends PromptLearningFields {
@@ -33,10 +37,12 @@ export function parsePrefixTuningConfig(json: unknown, file = 'adapter_config.js
   const { fields, keys } = readPromptLearningConfig(json, file, 'PREFIX_TUNING', 'prefix tuning', PREFIX_TUNING_CONFIG_DEFAULTS);
   const projection = keys.c.prefix_projection ?? false;
   if (typeof projection !== 'boolean') throw keys.bad('prefix_projection', 'true or false');
+  const hidden = keys.optInt('encoder_hidden_size');
+  if (hidden !== null && hidden > MAX_ENCODER_HIDDEN_SIZE) throw keys.bad('encoder_hidden_size', `a positive integer up to ${MAX_ENCODER_HIDDEN_SIZE}, or null`);
   return {
     peft_type: 'PREFIX_TUNING',
     ...fields,
-    encoder_hidden_size: keys.optInt('encoder_hidden_size'),
+    encoder_hidden_size: hidden,
     prefix_projection: projection,
   };
 }
@@ -44,6 +50,11 @@ export function parsePrefixTuningConfig(json: unknown, file = 'adapter_config.js
 /** Hkv · D: one layer's keys (or values) per virtual token, PEFT's grouped-query token_dim. */
 export function prefixTokenDim(model: ModelConfig): number {
   return model.headDim * model.numKeyValueHeads;
+}
+
+/** The hidden size of the projection's first Linear: encoder_hidden_size, or token_dim when unset (PEFT's default). */
+export function prefixEncoderHiddenSize(config: PrefixTuningConfig, model: ModelConfig): number {
+  return config.encoder_hidden_size ?? prefixTokenDim(model);
 }
 
 /** Throws AdapterMismatchError when the config's sizes are not the model's. */
