@@ -2,7 +2,8 @@
 // adapter in the formats other tools load. The method is detected from the saved files (peft/methods.ts);
 // each method lists the formats it has (the others than LoRA: peft, i.e. their own saved files again,
 // checked against the model and written in --dtype, f32 by default; DoRA and IA3 also merged, folded
-// into the f32 weights on the GPU as their merge does). For LoRA — peft: adapter_config.json and
+// into the f32 weights on the GPU as their merge does, through peft/merged-export.ts as the studio's
+// merged download). For LoRA — peft: adapter_config.json and
 // adapter_model.safetensors as PEFT saves them (checked against the base model, tensors in --dtype,
 // a README.md of the adapter copied along); gguf: a llama.cpp LoRA adapter (.gguf) and an Ollama
 // Modelfile beside it; merged: the base model with the adapter merged in, as a Hugging Face folder
@@ -15,8 +16,8 @@ import { FileReadError, InvalidArgumentError } from '../engine/errors.ts';
 import { type AdapterDType, exportPeftLora, importPeftLora } from '../engine/io/export-peft.ts';
 import { nodeFileSet } from '../engine/io/model-folder-node.ts';
 import { ggufAdapterFiles } from '../engine/train/adapter-files.ts';
-import { type ExportedFile, exportMergedModel, loadLora } from '../engine/peft/lora/index.ts';
-import { exportInPlaceMerged } from '../engine/peft/lora/model.ts';
+import type { ExportedFile } from '../engine/peft/lora/index.ts';
+import { exportMergedFolder } from '../engine/peft/merged-export.ts';
 import { detectMethod } from '../engine/peft/methods.ts';
 import { loadCliModel, openModelArg } from './model-args.ts';
 
@@ -77,12 +78,8 @@ export async function exportCommand(args: string[]): Promise<number> {
   const adapterFiles = await nodeFileSet(values.adapter);
   const written: Written[] = [];
   const method = await detectMethod(adapterFiles);
-  // DoRA and IA3 merge in place on the GPU (PeftAdapter.merge), so they also write a merged model.
-  const mergesInPlace = method.id === 'dora' || method.id === 'ia3';
-  const inPlaceMerge = format === 'merged' && mergesInPlace;
-  if (!method.exports.includes(format) && !inPlaceMerge) {
-    const formats = [...method.exports, ...(mergesInPlace && !method.exports.includes('merged') ? ['merged'] : [])];
-    throw new InvalidArgumentError(`--format ${format} is not available for ${method.label} adapters; they export as ${formats.join(', ')}.`);
+  if (!method.exports.includes(format)) {
+    throw new InvalidArgumentError(`--format ${format} is not available for ${method.label} adapters; they export as ${method.exports.join(', ')}.`);
   }
   const copyCard = async () => {
     if (adapterFiles.list().includes('README.md')) {
@@ -98,13 +95,14 @@ export async function exportCommand(args: string[]): Promise<number> {
     }
   };
 
-  if (inPlaceMerge) {
+  if (format === 'merged') {
+    // LoRA, DoRA and IA3: the merge path the studio's merged download also takes.
     const { gpu, model } = await loadCliModel(folder, 'f32');
     try {
       const adapter = await method.load(model, adapterFiles);
       try {
         const dtype = values.dtype === undefined ? undefined : dtypeArg(values.dtype, 'f32');
-        await writeExported(await exportInPlaceMerged(model, adapter, folder, { dtype }));
+        await writeExported(await exportMergedFolder(model, adapter, folder, { dtype }));
       } finally {
         adapter.release();
       }
@@ -128,20 +126,6 @@ export async function exportCommand(args: string[]): Promise<number> {
       gpu.destroy();
     }
     await copyCard();
-  } else if (format === 'merged') {
-    const { gpu, model } = await loadCliModel(folder, 'f32');
-    try {
-      const adapter = await loadLora(model, adapterFiles);
-      try {
-        const dtype = values.dtype === undefined ? undefined : dtypeArg(values.dtype, 'f32');
-        await writeExported(await exportMergedModel(model, adapter, folder, { dtype }));
-      } finally {
-        adapter.release();
-      }
-    } finally {
-      model.release();
-      gpu.destroy();
-    }
   } else {
     const imported = await importPeftLora(adapterFiles, folder.config);
     const stored: AdapterDType = imported.dtype === 'F16' ? 'f16' : imported.dtype === 'BF16' ? 'bf16' : 'f32';

@@ -11,7 +11,7 @@ import { formatBytes, formatCount, formatDuration, formatInt } from './format.ts
 import { useStudio } from './store.ts';
 import { useTrain } from './train-store.ts';
 
-/** The downloads of a run of `method`: its own files always; GGUF and merged where the method has them. */
+/** The downloads of a run of `method`: its own files always; GGUF and merged where the method has them, the absent ones last with their reason. */
 function downloadsOf(method: string): { format: ExportFormat; label: string; note: string; reason: string | null }[] {
   const peft = METHODS[method]?.engine.peftType;
   const own =
@@ -23,9 +23,17 @@ function downloadsOf(method: string): { format: ExportFormat; label: string; not
   const text: Record<ExportFormat, { label: string; note: string }> = {
     peft: { label: adapterDownloadLabel(method), note: own },
     gguf: { label: 'Download GGUF LoRA + Modelfile (zip)', note: 'adapter.gguf for llama.cpp (--lora) and a Modelfile for Ollama (ollama create).' },
-    merged: { label: 'Download merged model (zip)', note: 'The base model with the adapter merged in, as a Hugging Face folder. Needs the base model loaded.' },
+    merged: {
+      label: 'Download merged model (zip)',
+      note:
+        method === 'dora' || method === 'ia3'
+          ? 'The base model with the adapter folded into its weights, as a Hugging Face folder. Needs the base model loaded with f32 weights (up to 1 GiB of them).'
+          : 'The base model with the adapter merged in, as a Hugging Face folder. Needs the base model loaded.',
+    },
   };
-  return exportFormats(method).map((a) => ({ format: a.format, ...text[a.format], reason: a.reason }));
+  // The downloads it has first, then one line for each it has not.
+  const all = exportFormats(method).map((a) => ({ format: a.format, ...text[a.format], reason: a.reason }));
+  return [...all.filter((d) => d.reason === null), ...all.filter((d) => d.reason !== null)];
 }
 
 const SINGULAR: Record<string, string> = { passes: 'pass', rows: 'row', steps: 'step', 'micro-batches': 'micro-batch', tokens: 'token' };

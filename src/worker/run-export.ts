@@ -1,18 +1,20 @@
 // Downloads of a finished run, built in the worker as zip files (fflate): the adapter as its method
 // saved it (PEFT's adapter_config.json and adapter_model.safetensors for PEFT's methods, Whetstone's
 // bottleneck layout, a whole model folder for full fine-tuning; each with its README.md model card,
-// read from the run's blobs), and, for LoRA and QLoRA only, the GGUF LoRA adapter for llama.cpp with
-// its Ollama Modelfile and the merged model as a Hugging Face folder (the base model must be loaded:
-// the merge reads its weights from the GPU). `exportFormats` says which downloads a run has and why
-// the others are absent. Entries are
-// streamed into the zip with progress in bytes and stop on the abort signal. The studio turns the
-// returned Blob into a download; nothing is written to the store.
+// read from the run's blobs); for LoRA and QLoRA the GGUF LoRA adapter for llama.cpp with its Ollama
+// Modelfile; for LoRA, QLoRA, DoRA and IA3 the merged model as a Hugging Face folder (the base model
+// must be loaded: the merge reads its weights from the GPU). `exportFormats` says which downloads a
+// run has and why the others are absent. Entries are streamed into the zip with progress in bytes and
+// stop on the abort signal. The studio turns the returned Blob into a download; nothing is written
+// to the store.
 
 import { Zip, ZipDeflate, ZipPassThrough } from 'fflate';
 import { CancelledError, InvalidArgumentError, MissingFileError } from '../engine/errors.ts';
 import { ADAPTER_CONFIG_NAME, importPeftLora } from '../engine/io/export-peft.ts';
 import { parseModelConfig } from '../engine/model/config.ts';
-import { type ExportedFile, exportMergedModel, loadLora } from '../engine/peft/lora/index.ts';
+import type { ExportedFile } from '../engine/peft/lora/index.ts';
+import { exportMergedFolder } from '../engine/peft/merged-export.ts';
+import { detectMethod } from '../engine/peft/methods.ts';
 import type { BlobStore } from '../engine/store/store.ts';
 import { ggufAdapterFiles } from '../engine/train/adapter-files.ts';
 import type { ModelService } from './models.ts';
@@ -165,7 +167,14 @@ export async function exportRun(deps: ExportDeps, runId: string, format: ExportF
   }
 }
 
-/** The merged model's files, read from the loaded base model with the run's adapter merged in. */
+/**
+ * The merged model's files, read from the loaded base model with the run's adapter merged in through
+ * the engine's one merge path (peft/merged-export.ts, as `whetstone export --format merged`). Nothing
+ * is materialised whole: model.safetensors is computed tensor by tensor as the zip reads it (LoRA adds
+ * its update to each weight on the CPU and leaves the model as it is; DoRA and IA3 are merged into the
+ * loaded model's f32 weights on the GPU while that one file streams, and unmerged when it ends or the
+ * export is cancelled, inside the export's GPU job so no generation sees the merged weights).
+ */
 async function mergedEntries(deps: ExportDeps, run: RunRecord, adapterFiles: Map<string, Uint8Array>): Promise<{ entries: ZipEntry[]; release(): void }> {
   const loaded = deps.models.active();
   const folder = deps.models.activeFolder();
@@ -174,15 +183,22 @@ async function mergedEntries(deps: ExportDeps, run: RunRecord, adapterFiles: Map
       hint: 'Load that model on the Model screen, then export the merged model again.',
     });
   }
-  const adapter = await loadLora(loaded.model, adapterFiles);
+  const method = await detectMethod(adapterFiles);
+  if (method.id !== 'lora' && (loaded.model.quantization || loaded.model.weightDtype !== 'f32')) {
+    throw new InvalidArgumentError(
+      `Merging a ${method.label} adapter rewrites the projection weights in f32, and the studio holds ${run.model.name} ${loaded.model.quantization ? `quantized (${loaded.model.quantization})` : `in ${loaded.model.weightDtype}`} (models over 1 GiB of f32 weights load as bf16).`,
+      { hint: 'Download the adapter files and merge them with PEFT (merge_and_unload), or run `whetstone export --format merged`, which loads the base in f32.' },
+    );
+  }
+  const adapter = await method.load(loaded.model, adapterFiles);
   let files: ExportedFile[];
   try {
-    files = await exportMergedModel(loaded.model, adapter, folder);
+    files = await exportMergedFolder(loaded.model, adapter, folder);
   } catch (e) {
     adapter.release();
     throw e;
   }
-  // The merged weights are computed tensor by tensor as the zip reads them; the adapter goes afterwards.
+  // The adapter goes once the zip has read every file (and a DoRA or IA3 merge has been undone).
   return {
     entries: files.map((f) => ({ name: f.name, bytes: f.bytes, compress: f.name.endsWith('.json'), chunks: () => f.chunks() })),
     release: () => adapter.release(),

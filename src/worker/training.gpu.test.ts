@@ -2,13 +2,22 @@
 // dataset: a run records its metrics step by step, ends completed with its PEFT files in the store
 // under runs/<id>/adapter/, and exports them as zips (PEFT with the model card, GGUF with a
 // Modelfile); a run paused after its first checkpoint and resumed gives the uninterrupted run's losses and
-// adapter bit for bit; a second run is refused while one trains.
+// adapter bit for bit; a second run is refused while one trains. IA3 and DoRA runs download a merged
+// model folder whose logits are the base model's with the adapter, within 1e-5 (the demo checkpoint
+// is handed to the studio in f32, the values it loads anyway, so the merged folder is written in f32
+// and only the merge itself is compared).
 
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { unzipSync } from 'fflate';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../engine/gpu/testing.ts';
+import { type SafetensorsDType, bf16ToF32, writeSafetensors } from '../engine/io/safetensors.ts';
+import { blobFileSet, openModelFolder } from '../engine/io/model-folder.ts';
+import { loadModel } from '../engine/model/llama.ts';
+import { withForwardOptions } from '../engine/peft/adapter.ts';
+import { loadAdapter } from '../engine/peft/methods.ts';
+import { relL2 } from '../engine/reference/compare.ts';
 import type { StepMetrics } from '../engine/train/metrics.ts';
 import { MemoryBlobStore } from '../engine/store/store-memory.ts';
 import { EngineApi, type RunRecord, type RunUpdate, type StartTrainingRequest } from './engine-api.ts';
@@ -29,6 +38,68 @@ function request(): StartTrainingRequest {
   return { file: new File([SAMPLE], 'alpaca-facts.jsonl'), fileName: 'alpaca-facts.jsonl', datasetImport: { trainOnPrompt: false, skipBadRows: false }, settings: settings! };
 }
 
+/** The demo folder's files with model.safetensors converted from bf16 to f32 (the same values). */
+function demoFiles(): File[] {
+  return readdirSync(DEMO).map((name) => {
+    const bytes = readFileSync(join(DEMO, name));
+    if (name !== 'model.safetensors') return new File([bytes], name);
+    const n = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: SafetensorsDType; shape: number[]; data_offsets: [number, number] }>;
+    const tensors = Object.entries(header)
+      .filter(([k]) => k !== '__metadata__')
+      .map(([tensor, e]) => {
+        const raw = bytes.subarray(8 + n + e.data_offsets[0], 8 + n + e.data_offsets[1]);
+        expect(e.dtype).toBe('BF16');
+        return { name: tensor, dtype: 'F32' as const, shape: e.shape, data: bf16ToF32(new Uint16Array(new Uint8Array(raw).buffer)) };
+      });
+    return new File([writeSafetensors(tensors)], name);
+  });
+}
+
+const PROBE = [[5, 17, 60, 3, 88, 41], [12, 13, 14]];
+const flat = (xs: Float32Array[]) => Float32Array.from(xs.flatMap((x) => Array.from(x)));
+
+/**
+ * The merged download of a run: the folder's files, and its logits on PROBE against the base model
+ * with the run's adapter (loaded from its PEFT download), the reference the merge must match.
+ */
+async function checkMerged(runId: string, method: string): Promise<Record<string, Uint8Array>> {
+  const merged = await api.exportRun(runId, 'merged');
+  if (!merged.ok) throw new Error(merged.error.message);
+  expect(merged.value.fileName).toMatch(new RegExp(`-${method}-\\d{8}-\\d{4}-merged\\.zip$`));
+  const files = unzipSync(new Uint8Array(await merged.value.blob.arrayBuffer()));
+  expect(Object.keys(files).sort()).toEqual(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+  expect(JSON.parse(new TextDecoder().decode(files['config.json']))).toMatchObject({ architectures: ['LlamaForCausalLM'] });
+  expect(Object.values(safetensorsShapes(files['model.safetensors']))).toHaveLength(Object.values(safetensorsShapes(readFileSync(join(DEMO, 'model.safetensors')))).length);
+
+  const peft = await api.exportRun(runId, 'peft');
+  if (!peft.ok) throw new Error(peft.error.message);
+  const gpu = await testGpu();
+  const base = await loadModel(gpu, await openModelFolder(blobFileSet(demoFiles())));
+  let want: Float32Array;
+  try {
+    const adapter = await loadAdapter(base, new Map(Object.entries(unzipSync(new Uint8Array(await peft.value.blob.arrayBuffer())))));
+    try {
+      want = flat(await withForwardOptions(base, adapter.inferenceOptions()).logits(PROBE));
+    } finally {
+      adapter.release();
+    }
+    // The trained adapter changes the outputs, so matching them says something.
+    expect(relL2(flat(await base.logits(PROBE)), want)).toBeGreaterThan(1e-4);
+  } finally {
+    base.release();
+  }
+  const model = await loadModel(gpu, await openModelFolder(blobFileSet(Object.fromEntries(Object.entries(files).map(([name, bytes]) => [name, new Blob([bytes as Uint8Array<ArrayBuffer>])])), 'merged')));
+  try {
+    const err = relL2(flat(await model.logits(PROBE)), want);
+    console.log(`${method}: the studio's merged download, logits relL2 vs base + adapter ${err.toExponential(2)}`);
+    expect(err).toBeLessThan(1e-5);
+  } finally {
+    model.release();
+  }
+  return files;
+}
+
 /** The header of a safetensors file: tensor name → shape. */
 function safetensorsShapes(bytes: Uint8Array): Record<string, number[]> {
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
@@ -39,8 +110,7 @@ function safetensorsShapes(bytes: Uint8Array): Record<string, number[]> {
 let uninterrupted: { run: RunRecord; losses: number[]; weights: Uint8Array };
 
 beforeAll(async () => {
-  const files = readdirSync(DEMO).map((name) => new File([readFileSync(join(DEMO, name))], name));
-  const r = await api.loadModelFiles(files);
+  const r = await api.loadModelFiles(demoFiles());
   expect(r.ok).toBe(true);
 });
 
@@ -136,7 +206,7 @@ describe('every method through EngineApi', () => {
     return { file: new File([SAMPLE], 'alpaca-facts.jsonl'), fileName: 'alpaca-facts.jsonl', datasetImport: { trainOnPrompt: false, skipBadRows: false }, settings: settings! };
   }
 
-  it('trains IA3 for 2 steps, shows its memory plan, and downloads its PEFT files; GGUF and merged are refused with the reason', async () => {
+  it('trains IA3 for 2 steps, shows its memory plan, downloads its PEFT files and the merged model; GGUF is refused with the reason', async () => {
     const plans: (RunUpdate['plan'] | undefined)[] = [];
     const r = await api.startTraining(methodRequest('ia3', { lr: '1e-2' }), (u) => plans.push(u.plan));
     if (!r.ok) throw new Error(r.error.message);
@@ -169,7 +239,20 @@ describe('every method through EngineApi', () => {
     expect(card).not.toContain('llama-cli');
 
     expect(await api.exportRun(run.id, 'gguf')).toMatchObject({ ok: false, error: { name: 'InvalidArgumentError', message: 'llama.cpp and Ollama load LoRA adapters only; IA3 has no GGUF adapter.' } });
-    expect(await api.exportRun(run.id, 'merged')).toMatchObject({ ok: false, error: { name: 'InvalidArgumentError' } });
+    const merged = await checkMerged(run.id, 'ia3');
+    // The loaded model was unmerged after the export: a second merged download holds the same weights.
+    const again = await api.exportRun(run.id, 'merged');
+    if (!again.ok) throw new Error(again.error.message);
+    const second = unzipSync(new Uint8Array(await again.value.blob.arrayBuffer()))['model.safetensors'];
+    const weights = (b: Uint8Array) => new Float32Array(b.slice(8 + Number(new DataView(b.buffer, b.byteOffset).getBigUint64(0, true))).buffer);
+    expect(relL2(weights(second), weights(merged['model.safetensors']))).toBeLessThan(1e-6);
+  });
+
+  it('trains DoRA for a step and downloads the merged model with the adapter’s logits', async () => {
+    const r = await api.startTraining(methodRequest('dora', { 'lora.rank': '2', 'lora.targets': 'q_proj,v_proj', steps: '1', lr: '1e-2' }));
+    if (!r.ok) throw new Error(r.error.message);
+    expect(r.value.status).toBe('completed');
+    await checkMerged(r.value.id, 'dora');
   });
 
   it('trains QLoRA over an NF4 copy of the base and exports its GGUF adapter', async () => {

@@ -22,6 +22,7 @@ import { CancelledError, EngineBusyError, InvalidArgumentError, MissingFileError
 import type { CardMethod } from '../engine/io/model-card.ts';
 import { type LlamaModel, loadModel } from '../engine/model/llama.ts';
 import type { PeftAdapter } from '../engine/peft/adapter.ts';
+import { findMethod } from '../engine/peft/methods.ts';
 import type { LoraConfig } from '../engine/peft/lora/config.ts';
 import type { BlobStore } from '../engine/store/store.ts';
 import { trainedModelCard } from '../engine/train/adapter-files.ts';
@@ -168,7 +169,7 @@ function cardMethod(s: TrainSettings): CardMethod {
     peftType: spec.engine.peftType,
     // LoRA's rows come from its config; the others' from their fields.
     settings: loraFamily ? own.filter((f) => f.key.startsWith('quant.')).map((f) => [f.label, f.options?.find((o) => o.value === draft[f.key])?.label ?? draft[f.key]]) : own.map((f) => [f.label, draft[f.key] === '' ? 'default' : (f.options?.find((o) => o.value === draft[f.key])?.label ?? draft[f.key])]),
-    mergeable: spec.engine.exports.includes('merged') || s.method === 'dora' || s.method === 'ia3',
+    mergeable: spec.engine.exports.includes('merged'),
   };
 }
 
@@ -478,7 +479,7 @@ export class TrainingService {
         model = quantized;
       }
       const { method, values } = engineMethodOf(s);
-      adapter = await method.create(model, values, {
+      adapter = await findMethod(method.id).create(model, values, {
         seed: s.seed,
         baseModel: baseModelName(record),
         encode: (text) => loaded.tokenizer.encode(text),
