@@ -102,7 +102,7 @@ test('a second tab sees the run the first one trains and cannot start another', 
   expect(problemsB).toEqual([]);
 });
 
-test('IA3 picked in the form trains 2 steps and downloads its PEFT files; each method shows its fields and memory plan', async ({ page }, info) => {
+test('IA3 picked in the form trains 2 steps and downloads its PEFT files and its merged model; each method shows its fields and memory plan', async ({ page }, info) => {
   test.setTimeout(120_000);
   const problems = watchProblems(page);
   await page.goto('/');
@@ -143,6 +143,10 @@ test('IA3 picked in the form trains 2 steps and downloads its PEFT files; each m
   await page.getByRole('tab', { name: 'Export' }).click();
   await expect(page.getByTestId('no-gguf')).toContainText('IA3 has no GGUF adapter');
   await expect(page.getByRole('button', { name: 'Download GGUF LoRA + Modelfile (zip)' })).toHaveCount(0);
+  // IA3's scaling vectors fold into the weights: the merged model downloads as a Hugging Face folder.
+  const [merged] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download merged model (zip)' }).click()]);
+  const folder = unzipSync(new Uint8Array(readFileSync(await merged.path())));
+  expect(Object.keys(folder).sort()).toEqual(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
   await page.screenshot({ path: info.outputPath('export-ia3.png'), fullPage: true });
   expect(problems).toEqual([]);
 });
