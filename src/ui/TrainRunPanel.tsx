@@ -37,6 +37,8 @@ function stageText(u: RunUpdate, stopping: 'pause' | 'cancel' | null): string {
   switch (u.stage) {
     case 'loading-model':
       return `Loading ${u.run.model.name}…`;
+    case 'reloading-base':
+      return `Loading ${u.run.model.name} in full precision again…`;
     case 'quantizing':
       return `Quantizing the base model to ${u.run.settings.quant?.format.toUpperCase() ?? 'a 4-bit format'} for QLoRA…`;
     case 'preparing':

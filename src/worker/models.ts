@@ -148,6 +148,33 @@ export class ModelService {
     return this.loaded?.folder ?? null;
   }
 
+  /**
+   * Frees the loaded model's GPU weights (a QLoRA run trains over its own quantized copy and needs
+   * the room) and returns the function that reads them again from the same files, in the same
+   * precision. Until then the model must not be used: the worker's job slot keeps generation and
+   * exports out. When the reload fails, no model is loaded and the error says so.
+   */
+  releaseWeights(): (signal?: AbortSignal) => Promise<void> {
+    const loaded = this.loaded;
+    if (!loaded) throw new InvalidArgumentError('No model is loaded.', { hint: 'Load a model on the Model screen first.' });
+    const gpu = loaded.model.gpu;
+    const dtype = loaded.model.weightDtype;
+    loaded.model.release();
+    return async (signal) => {
+      try {
+        const model = await loadModel(gpu, loaded.folder, { dtype, signal });
+        if (this.loaded === loaded) this.loaded = { ...loaded, model };
+        else model.release();
+      } catch (e) {
+        if (this.loaded === loaded) this.loaded = null;
+        throw new InvalidArgumentError(`${loaded.summary.name} could not be loaded again after the run: ${(e as Error).message}`, {
+          hint: 'Load the model again on the Model screen.',
+          cause: e,
+        });
+      }
+    };
+  }
+
   /** The tokenizer datasets are rendered with: the loaded model's, else the demo model's. */
   async datasetTokenizer(): Promise<{ tokenizer: Tokenizer; name: string }> {
     if (this.loaded) return { tokenizer: this.loaded.tokenizer, name: this.loaded.summary.name };

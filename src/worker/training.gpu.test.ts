@@ -21,6 +21,7 @@ import { relL2 } from '../engine/reference/compare.ts';
 import type { StepMetrics } from '../engine/train/metrics.ts';
 import { MemoryBlobStore } from '../engine/store/store-memory.ts';
 import { EngineApi, type RunRecord, type RunUpdate, type StartTrainingRequest } from './engine-api.ts';
+import type { ModelService } from './models.ts';
 import { MemoryRunStore } from './runs.ts';
 import { defaultDraft, parseSettings } from './train-settings.ts';
 
@@ -255,12 +256,29 @@ describe('every method through EngineApi', () => {
     await checkMerged(r.value.id, 'dora');
   });
 
-  it('trains QLoRA over an NF4 copy of the base and exports its GGUF adapter', async () => {
+  it('trains QLoRA over an NF4 copy of the base, with the full-precision base freed meanwhile, and exports its GGUF adapter', async () => {
+    const models = (api as unknown as { models: ModelService }).models;
+    const before = models.active();
+    if (!before) throw new Error('the demo model is not loaded');
+    const gpu = before.model.gpu;
+    const want = flat(await before.model.logits(PROBE));
+    const live: Record<string, number> = {};
     const stages = new Set<string>();
-    const r = await api.startTraining(methodRequest('qlora', { 'lora.rank': '2', 'lora.targets': 'q_proj,v_proj', steps: '1' }), (u) => stages.add(u.stage));
+    const r = await api.startTraining(methodRequest('qlora', { 'lora.rank': '2', 'lora.targets': 'q_proj,v_proj', steps: '1' }), (u) => {
+      stages.add(u.stage);
+      live[u.stage] ??= gpu.allocator.stats().liveBytes;
+    });
     if (!r.ok) throw new Error(r.error.message);
     expect(r.value.status).toBe('completed');
-    expect([...stages]).toEqual(['preparing', 'quantizing', 'training', 'saving', 'stopped']);
+    expect([...stages]).toEqual(['preparing', 'quantizing', 'training', 'saving', 'reloading-base', 'stopped']);
+    // The f32 weights left the GPU before the quantized copy was made...
+    expect(live.preparing - live.quantizing).toBe(before.model.parameterBytes);
+    // ...and came back afterwards from the same files, giving the same logits (up to the f32 rounding
+    // that the merged exports above left in the weights they merged and unmerged in place).
+    const after = models.active();
+    expect(after?.model).not.toBe(before.model);
+    expect(after?.model.weightDtype).toBe(before.model.weightDtype);
+    expect(relL2(flat(await after!.model.logits(PROBE)), want)).toBeLessThan(1e-6);
     expect(r.value.plan).toMatchObject({ method: 'qlora', quantization: 'nf4, block 64, double-quantized', trainableParameters: 4 * 2 * (2 * 128 + 128 + 64) });
     const peft = await api.exportRun(r.value.id, 'peft');
     if (!peft.ok) throw new Error(peft.error.message);

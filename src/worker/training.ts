@@ -122,7 +122,7 @@ export interface StartTrainingRequest {
 /** Where a run is, sent to the studio as it goes. */
 export interface RunUpdate {
   run: RunRecord;
-  stage: 'loading-model' | 'quantizing' | 'preparing' | 'training' | 'saving' | 'stopped';
+  stage: 'loading-model' | 'quantizing' | 'preparing' | 'training' | 'saving' | 'reloading-base' | 'stopped';
   /** The trainer's last progress event (null before the first). */
   progress: TrainProgress | null;
   /** The run's memory plan, checked against the device before it trains (null before). */
@@ -436,6 +436,20 @@ export class TrainingService {
     const update = (stage: RunUpdate['stage']) => onUpdate?.({ run: structuredClone(record), stage, progress, plan });
     let adapter: PeftAdapter | null = null;
     let quantized: LlamaModel | null = null;
+    let reloadBase: (() => Promise<void>) | null = null;
+    /** Frees the run's GPU tensors and, after a QLoRA run, reads the full-precision base again. */
+    const finishBase = async () => {
+      adapter?.release();
+      adapter = null;
+      quantized?.release();
+      quantized = null;
+      const reload = reloadBase;
+      reloadBase = null;
+      if (reload) {
+        update('reloading-base');
+        await reload();
+      }
+    };
     try {
       const s = record.settings;
       const spec = METHODS[s.method];
@@ -469,11 +483,15 @@ export class TrainingService {
       record.dataset.trainExamples = stats.trainExamples;
       record.dataset.validationExamples = stats.validationExamples;
       record.dataset.tokens = stats.tokens;
-      // QLoRA trains over a copy of the base quantized as it loads, released when the run stops.
+      // QLoRA trains over a copy of the base quantized as it loads. The full-precision weights are
+      // freed meanwhile, so the run needs the room of the quantized base only, and read again from
+      // the same files when the run stops.
       const folder = this.deps.models.activeFolder();
       let model = loaded.model;
       if (spec.quantized) {
         if (!folder || !s.quant) throw new InvalidArgumentError('QLoRA needs the base model\'s files to quantize it.', { hint: 'Load the model again on the Model screen, then start the run.' });
+        const reload = this.deps.models.releaseWeights();
+        reloadBase = () => reload();
         update('quantizing');
         quantized = await loadModel(loaded.model.gpu, folder, { quant: { format: s.quant.format, block: s.quant.block, doubleQuant: s.quant.doubleQuant }, signal: controller.signal });
         model = quantized;
@@ -578,6 +596,7 @@ export class TrainingService {
       };
       save();
       await writes.flush();
+      await finishBase();
       update('stopped');
       return record;
     } catch (e) {
@@ -596,12 +615,14 @@ export class TrainingService {
       record.updatedAt = Date.now();
       // The record must say how the run ended even when the queue failed (a full store may take a small write).
       await runs.put(structuredClone(record)).catch(() => undefined);
+      await finishBase();
       update('stopped');
       if (record.status === 'failed') throw failure;
       return record;
     } finally {
-      adapter?.release();
-      quantized?.release();
+      // Where the paths above did not get to it (a throw before them): the run's tensors go and the
+      // base is read again; if that fails, no model is loaded and the run's own error is the one thrown.
+      await finishBase().catch(() => undefined);
       if (this.active === active) this.active = null;
     }
   }
