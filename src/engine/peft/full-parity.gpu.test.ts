@@ -7,7 +7,6 @@
 // gradient also carries the head's.
 
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { TINY_MODELS, makeTinyModel } from '../../../scripts/tiny/models.ts';
 import { scratch } from '../autograd/ops.ts';
@@ -23,18 +22,8 @@ import { loadModel } from '../model/llama.ts';
 import { relL2 } from '../reference/compare.ts';
 import { uploadBatch } from '../train/batches.ts';
 import { evaluateRows, tokenRowToRow } from '../train/evaluate.ts';
+import { readMethodFixture } from './fixtures-testing.ts';
 import { findMethod, parseMethodOptions } from './methods.ts';
-
-interface FullFixture {
-  model: string;
-  model_files: Record<string, string>;
-  input_ids: number[][];
-  labels: number[][];
-  tokens: number;
-  loss: number;
-  /** Gradients by weight name; `rows` lists the rows kept of a sampled 2-D weight. */
-  grads: Record<string, { shape: number[]; rows?: number[]; values: number[] }>;
-}
 
 const LOSS_TOL = 1e-5;
 const GRAD_TOL = 1e-5;
@@ -49,7 +38,7 @@ function pickRows(all: Float32Array, shape: number[], rows: number[] | undefined
 }
 
 describe.each(['llama3-untied-f32-full', 'qwen2-tied-f32-full'])('full fine-tuning %s', (name) => {
-  const fixture = JSON.parse(readFileSync(new URL(`../../../fixtures/full/${name}.json`, import.meta.url), 'utf8')) as FullFixture;
+  const fixture = readMethodFixture(`full/${name}.json`);
 
   it('gives PyTorch’s loss and gradients', async () => {
     const gpu = await testGpu();

@@ -15,7 +15,6 @@
 //         Llama (reduction 16, F32) and Qwen2 (reduction 8, BF16).
 
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { TINY_MODELS, makeTinyModel } from '../../../scripts/tiny/models.ts';
@@ -37,18 +36,9 @@ import type { PeftAdapter } from './adapter.ts';
 import { joinPrefixTable, prefixTokenDim } from './prefix/config.ts';
 import { relL2 } from '../reference/compare.ts';
 import { withForwardOptions } from './adapter.ts';
+import { readMethodFixture } from './fixtures-testing.ts';
 import { loadAdapter } from './methods.ts';
 import { evaluateRows, tokenRowToRow } from '../train/evaluate.ts';
-
-interface MethodFixture {
-  model: string;
-  model_files: Record<string, string>;
-  input_ids: number[][];
-  labels: number[][];
-  tokens: number;
-  loss: number;
-  grads: Record<string, { shape: number[]; values: number[] }>;
-}
 
 const TOLERANCE = 1e-4;
 const CASES: [method: string, name: string][] = [
@@ -78,7 +68,7 @@ const keyOf = (name: string) => (name === 'prompt_embeddings' || name.includes('
 
 describe.each(CASES)('%s %s', (method, name) => {
   const FIXTURES = new URL(`../../../fixtures/${method}/`, import.meta.url);
-  const fixture = JSON.parse(readFileSync(new URL(`${name}.json`, FIXTURES), 'utf8')) as MethodFixture;
+  const fixture = readMethodFixture(`${method}/${name}.json`);
 
   it('loads through the registry and gives PyTorch’s loss and gradients', async () => {
     const gpu = await testGpu();

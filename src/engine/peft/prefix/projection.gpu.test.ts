@@ -35,22 +35,13 @@ import { train } from '../../train/trainer.ts';
 import { evaluateRows, tokenRowToRow } from '../../train/evaluate.ts';
 import { withForwardOptions } from '../adapter.ts';
 import { findMethod, loadAdapter, parseMethodOptions } from '../methods.ts';
+import { readMethodFixture } from '../fixtures-testing.ts';
 import { parsePrefixTuningConfig } from './config.ts';
 import { PREFIX_ENCODER_KEYS, type PrefixEncoderWeights, type PrefixTuningAdapter, createPrefixTuning } from './model.ts';
 
-interface Fixture {
-  model: string;
-  model_files: Record<string, string>;
-  input_ids: number[][];
-  labels: number[][];
-  tokens: number;
-  loss: number;
-  grads: Record<string, { shape: number[]; values: number[] }>;
-}
-
 const NAME = 'llama3-untied-f32-prefix-projection';
 const FOLDER = new URL(`../../../../fixtures/prefix/${NAME}/`, import.meta.url);
-const fixture = JSON.parse(readFileSync(new URL(`../../../../fixtures/prefix/${NAME}.json`, import.meta.url), 'utf8')) as Fixture;
+const fixture = readMethodFixture(`prefix/${NAME}.json`);
 const LOSS_TOL = 1e-5;
 const GRAD_TOL = 1e-5;
 
