@@ -106,6 +106,7 @@ export function activationQuantAware(adapter: TrainableAdapter): TrainableAdapte
     },
     leaves: (tape) => adapter.leaves(tape),
     adaptRows: adapter.adaptRows?.bind(adapter),
+    paramsChanged: adapter.paramsChanged?.bind(adapter),
     forwardOptions(tape, leaves, step) {
       const options = adapterForward(adapter, tape, leaves, step);
       if (options.projectionInput) throw new InvalidArgumentError('This adapter rewrites projection inputs itself; INT8 activation training applies to LoRA-style adapters.');

@@ -7,6 +7,7 @@
 // TrainableAdapter interface (what evaluation and the trainer need of a PEFT method) lives here too.
 
 import { Tape, type Var } from '../autograd/tape.ts';
+import type { Batch } from '../gpu/batch.ts';
 import type { Tensor } from '../gpu/tensor.ts';
 import { TokenGroups } from '../kernels/embedding.ts';
 import { InvalidArgumentError } from '../errors.ts';
@@ -32,6 +33,8 @@ export interface TrainableAdapter {
   forwardOptions?(tape: Tape, leaves: Map<string, Var>, step?: number): ForwardOptions;
   /** Rewrites prepared rows before they are batched (prompt tuning prepends its virtual tokens); rows the adapter takes as they are when absent. */
   adaptRows?(rows: readonly Row[]): Row[];
+  /** Called after the trainer changed the parameter values (each optimizer update, a resume), recording work in `b` (quantization-aware full fine-tuning re-quantizes its working copies). */
+  paramsChanged?(b: Batch): void;
 }
 
 /** The forward options that apply `adapter` on `tape` with its `leaves` (forwardOptions, else the projection hook). */

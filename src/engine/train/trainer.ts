@@ -1,15 +1,15 @@
 // The training loop: trains an adapter's tensors on a tokenized dataset with AdamW, a learning-rate
 // schedule, global-norm clipping and gradient accumulation, on the GPU. Each micro-batch is one
 // command encoder (zero the gradients on the first, forward, copy the loss out, backward; the last
-// also records the optimizer update); the step's losses and gradient norm are copied into a small
-// buffer whose read is started after the step is submitted and awaited only once the next step is
-// on the GPU, so the loop never waits on the GPU between ordinary steps. It evaluates on the
-// validation set every N steps, writes checkpoints through a CheckpointStore every N steps and at the
-// end (each one stored once the next step's loss, the first computed from its weights, passed the
-// checks), resumes from one so that the following losses equal an uninterrupted run's, stops on a
-// NaN or exploding loss with a TrainingDivergedError (the checkpoints stored before stay, the
-// unconfirmed one is dropped), and stops on an AbortSignal with a CancelledError leaving the last
-// checkpoint as it was.
+// also records the optimizer update and the adapter's paramsChanged hook); the step's losses and
+// gradient norm are copied into a small buffer whose read is started after the step is submitted
+// and awaited only once the next step is on the GPU, so the loop never waits on the GPU between
+// ordinary steps. It evaluates on the validation set every N steps, writes checkpoints through a
+// CheckpointStore every N steps and at the end (each one stored once the next step's loss, the
+// first computed from its weights, passed the checks), resumes from one so that the following
+// losses equal an uninterrupted run's, stops on a NaN or exploding loss with a TrainingDivergedError
+// (the checkpoints stored before stay, the unconfirmed one is dropped), and stops on an AbortSignal
+// with a CancelledError leaving the last checkpoint as it was.
 // Gradient accumulation: each micro-batch's mean loss is scaled by its share of the step's counted
 // tokens (count_i / Σ count), so the accumulated gradient is that of the mean over every counted
 // token of the optimizer step — the same as one batch holding all the micro-batches' rows — and the
@@ -195,6 +195,11 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
     const metrics: StepMetrics[] = [];
     if (checkpoint) {
       checkpoint.params.forEach((p, i) => writeTensor(adapter.params[i].value, p.value));
+      if (adapter.paramsChanged) {
+        const b = new Batch(gpu, 'train.resume');
+        adapter.paramsChanged(b);
+        b.submit();
+      }
       optimizer.importState(checkpoint.optimizer);
       guard.restore(checkpoint.divergence);
       step = checkpoint.step;
@@ -351,6 +356,7 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
           tape.backward(b, loss, seed);
           if (j === micro.length - 1) {
             optimizer.record(b, lr);
+            adapter.paramsChanged?.(b);
             b.encoder.copyBufferToBuffer(optimizer.norm.buffer, 0, (scalars as Tensor).buffer, r.gradAccum * 4, 4);
           }
           b.submit();
