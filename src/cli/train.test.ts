@@ -55,6 +55,19 @@ describe('parseTrainArgs', () => {
   });
 });
 
+describe('parseTrainArgs --qat', () => {
+  it('reads the format and block of quantization-aware full fine-tuning, and refuses it with another method or a quantized base', () => {
+    expect(parseTrainArgs([...REQUIRED, '--method', 'full', '--qat', 'nf4']).qat).toEqual({ format: 'nf4', block: 64, doubleQuant: false, symmetric: true });
+    expect(parseTrainArgs([...REQUIRED, '--method', 'full', '--qat', 'int4', '--block', '32'])).toMatchObject({ qat: { format: 'int4', block: 32 }, quant: undefined });
+    expect(() => parseTrainArgs([...REQUIRED, '--method', 'lora', '--qat', 'nf4'])).toThrow(/does not go with --method lora/);
+    expect(() => parseTrainArgs([...REQUIRED, '--method', 'qlora', '--qat', 'nf4'])).toThrow(/does not go with --method qlora/);
+    expect(() => parseTrainArgs([...REQUIRED, '--method', 'full', '--qat', 'nf4', '--quant', 'nf4'])).toThrow(InvalidArgumentError);
+    expect(() => parseTrainArgs([...REQUIRED, '--method', 'full', '--qat', 'nf4', '--double-quant'])).toThrow(/quantized base/);
+    expect(() => parseTrainArgs([...REQUIRED, '--method', 'full', '--qat', 'nf5'])).toThrow(/--qat must be one of/);
+    expect(() => parseTrainArgs([...REQUIRED, '--method', 'full', '--qat', 'nf4', '--block', '48'])).toThrow(/block size/);
+  });
+});
+
 describe('progressLine', () => {
   it('shows step, epoch, loss, learning rate, throughput and ETA', () => {
     expect(progressLine({ phase: 'train', step: 12, totalSteps: 300, epoch: 0.123, loss: 2.34567, lr: 1.2e-4, tokensPerSecond: 1234.4, etaMs: 185_000 })).toBe(

@@ -28,7 +28,9 @@ import { type StepMetrics, type TrainProgress, formatDuration, formatValue } fro
 import { type TrainOptions, train } from '../engine/train/trainer.ts';
 import { QUANT_FLAGS, parseQuantFlags } from './quantize.ts';
 import { type MemoryPlan, checkPlan, describePlan, planTrainingMemory } from '../engine/plan/memory.ts';
-import type { QuantOptions } from '../engine/quant/format.ts';
+import { type QuantOptions, parseQuantFormat } from '../engine/quant/format.ts';
+import { resolveQatOptions } from '../engine/quant/fake-quant.ts';
+import { FullFineTune } from '../engine/peft/full/index.ts';
 import { intArg, loadCliMethodAdapter, loadCliModel, loadFolderTokenizer, numberArg, openModelArg } from './model-args.ts';
 
 export const TRAIN_USAGE = `train --model DIR --data FILE [--val FILE | --val-fraction F] --method ${methodIds().join('|')} --out DIR
@@ -38,6 +40,8 @@ export const TRAIN_USAGE = `train --model DIR --data FILE [--val FILE | --val-fr
       prefix: [--virtual-tokens 20] [--prefix-projection [--encoder-hidden N]]
       adapter: [--reduction-factor 16]
       full: every weight (small models; --dtype f32)
+        [--qat nf4|fp4|int8|int4 [--block 64]] quantization-aware: the projections fake-quantized in
+        every forward (straight-through gradient); also writes OUT/<format>/, the model in that format
       [--lr 2e-4] [--schedule linear|cosine|constant] [--warmup STEPS|RATIO]
       [--epochs 3 | --steps N] [--batch 8] [--grad-accum 1] [--seq-len 1024] [--seed 42]
       [--eval-every N] [--save-every 500] [--resume] [--adapter DIR] [--train-on-prompt] [--packing]
@@ -70,6 +74,8 @@ export interface TrainCommandOptions {
   dtype: string | undefined;
   /** QLoRA's quantization of the base (--method qlora, or --quant). */
   quant?: QuantOptions;
+  /** Quantization-aware full fine-tuning for this weight format (--qat, with --block). */
+  qat?: QuantOptions;
   /** Print the memory plan and stop. */
   plan?: boolean;
   /** Refuse a run whose planned memory exceeds this many bytes. */
@@ -106,6 +112,7 @@ const COMMON_OPTIONS = {
   dtype: { type: 'string' },
   'checkpoint-blocks': { type: 'boolean', default: false },
   ...QUANT_FLAGS,
+  qat: { type: 'string' },
   plan: { type: 'boolean', default: false },
   'max-memory': { type: 'string' },
 } as const;
@@ -130,7 +137,8 @@ export function parseTrainArgs(args: string[]): TrainCommandOptions {
   // QLoRA is LoRA over a base quantized as it loads (NF4 unless --quant says otherwise).
   const qlora = v.method === 'qlora';
   const method = findMethod(qlora ? 'lora' : (v.method ?? 'lora'));
-  const quant = parseQuantFlags(v, qlora ? 'nf4' : undefined);
+  const qat = parseQatFlags(v, qlora ? 'qlora' : method.id);
+  const quant = qat ? undefined : parseQuantFlags(v, qlora ? 'nf4' : undefined);
   const methodOptions = parseMethodOptions(method, Object.fromEntries([...methodFlags().keys()].map((f) => [f, (values as Record<string, unknown>)[f]])));
   if (v.val !== undefined && v['val-fraction'] !== undefined) throw new InvalidArgumentError('Give --val FILE or --val-fraction F, not both.');
   if (v.epochs !== undefined && v.steps !== undefined) throw new InvalidArgumentError('Give --epochs or --steps, not both.');
@@ -185,9 +193,30 @@ export function parseTrainArgs(args: string[]): TrainCommandOptions {
     skipBadRows: v['skip-bad-rows'],
     dtype: v.dtype,
     quant,
+    qat,
     plan: v.plan,
     maxMemory: v['max-memory'] === undefined ? null : intArg('max-memory', v['max-memory'], 0, 1) * 2 ** 20,
   };
+}
+
+/**
+ * The weight format of --qat (with --block for NF4/FP4 blocks and INT4 groups), or undefined without
+ * it. Quantization-aware training trains f32 master weights by full fine-tuning, so --qat with another
+ * method or with a quantized base (--quant, --double-quant, --method qlora) is refused.
+ */
+function parseQatFlags(v: { qat?: string; quant?: string; 'double-quant'?: boolean; block?: string }, method: string): QuantOptions | undefined {
+  if (v.qat === undefined) return undefined;
+  if (method !== 'full') {
+    throw new InvalidArgumentError(`--qat trains with fake-quantized weights by full fine-tuning; it does not go with --method ${method}.`, {
+      hint: method === 'qlora' ? 'QLoRA trains LoRA over an already quantized base; for quantization-aware training use --method full --qat nf4.' : 'Use --method full --qat nf4 (small models).',
+    });
+  }
+  if (v.quant !== undefined || v['double-quant']) {
+    throw new InvalidArgumentError('--qat trains f32 master weights and quantizes them in every forward; it does not go with a quantized base (--quant, --double-quant).', {
+      hint: 'Load the f32 model and give the format to --qat alone (with --block for the block or group size).',
+    });
+  }
+  return resolveQatOptions({ format: parseQuantFormat(v.qat, '--qat'), block: v.block === undefined ? undefined : intArg('block', v.block, 64, 1, 4096) });
 }
 
 /** The progress line: "step 12/300  epoch 0.12  loss 2.345  lr 1.20e-4  1234 tok/s  ETA 3m05s". */
@@ -303,6 +332,15 @@ export async function trainCommand(args: string[]): Promise<number> {
         ? await loadCliMethodAdapter(model, o.adapter)
         : await method.create(model, o.methodOptions, { seed: o.train.seed, baseModel: o.model.startsWith('hub:') ? baseModel : o.model, encode: (text) => tokenizer.encode(text), source: folder });
       adapter.training = true;
+      if (o.qat) {
+        try {
+          if (!(adapter instanceof FullFineTune)) throw new InvalidArgumentError(`--qat trains full fine-tunes; the adapter in ${o.adapter} is ${adapter.method}.`);
+          adapter.quantAware(o.qat);
+        } catch (e) {
+          adapter.release();
+          throw e;
+        }
+      }
       if (o.adapter) process.stderr.write(`continuing from the adapter in ${o.adapter} (${adapter.describe()})\n`);
       try {
         if (!early) {
@@ -356,6 +394,15 @@ export async function trainCommand(args: string[]): Promise<number> {
         for (const [name, bytes] of files) {
           await writeFile(join(out, name), bytes);
           written.push({ name, bytes: bytes.byteLength });
+        }
+        // A quantization-aware run also writes the model in its format: the weights it trained through.
+        if (o.qat && adapter instanceof FullFineTune) {
+          const quantized = await adapter.exportQuantizedFiles();
+          await mkdir(join(out, o.qat.format), { recursive: true });
+          for (const [name, bytes] of quantized.files) {
+            await writeFile(join(out, o.qat.format, name), bytes);
+            written.push({ name: `${o.qat.format}/${name}`, bytes: bytes.byteLength });
+          }
         }
         process.stderr.write(
           `done: ${result.steps} steps in ${formatDuration(result.elapsedMs)}, loss ${result.trainLoss === null ? '?' : formatValue(result.trainLoss)}` +
