@@ -308,6 +308,7 @@ export async function trainCommand(args: string[]): Promise<number> {
         checkpointBlocks: o.train.checkpointBlocks,
         trainableParameters,
         virtualTokens: methodId === 'prompt' ? Number(values.num_virtual_tokens) : undefined,
+        quantAware: o.qat !== undefined && methodId === 'full',
       });
     };
     /** Prints the plan; true when --plan asked for it alone. */

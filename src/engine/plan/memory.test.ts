@@ -35,6 +35,12 @@ describe('planTrainingMemory per method', () => {
     expect(full.adapter).toBe(4 * parameterCount(c));
     expect(full.gradients).toBe(full.adapter);
     expect(full.optimizer).toBe(2 * full.adapter);
+    // Quantization-aware: one fake-quantized f32 copy of each projection (7 per layer) beside the weights.
+    const qat = planTrainingMemory(c, { ...shape, method: 'full', quantAware: true });
+    const projections = L * (Q * H + 2 * KV * H + H * Q + 3 * H * c.intermediateSize);
+    expect(qat.weights - full.weights).toBe(4 * projections);
+    expect(qat.total - full.total).toBe(4 * projections);
+    expect(() => planTrainingMemory(c, { ...shape, method: 'lora', quantAware: true })).toThrow(/full fine-tune/);
   });
 
   it('the other methods take the adapter’s parameter count, keep no LoRA activations, and are refused without it', () => {

@@ -61,11 +61,16 @@ export interface PlanOptions {
   trainableParameters?: number;
   /** Virtual tokens prompt tuning puts before every row: they lengthen every row. */
   virtualTokens?: number;
+  /** Full fine-tuning, quantization-aware: an f32 working copy of every projection, fake-quantized, which the forward reads. */
+  quantAware?: boolean;
 }
 
 export interface MemoryPlan {
   method: TrainingMethod;
-  /** The frozen base model as stored on the GPU (quantized projections with their scales under QLoRA). */
+  /**
+   * The base model as stored on the GPU (quantized projections with their scales under QLoRA; with
+   * quantization-aware full fine-tuning also the fake-quantized copies of the projections).
+   */
   weights: number;
   /** The trainable tensors (f32): LoRA factors, or the method's own (full fine-tuning: f32 copies of every weight). */
   adapter: number;
@@ -107,6 +112,7 @@ export function planTrainingMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   if (!lowRank && o.method !== 'full' && o.trainableParameters === undefined) {
     throw new InvalidArgumentError(`The memory plan of --method ${o.method} needs the adapter's parameter count (trainableParameters).`);
   }
+  if (o.quantAware && o.method !== 'full') throw new InvalidArgumentError(`Quantization-aware training fake-quantizes the weights of a full fine-tune; --method ${o.method} has no such plan.`);
   if (o.trainableParameters !== undefined && !(Number.isInteger(o.trainableParameters) && o.trainableParameters >= 0)) {
     throw new InvalidArgumentError(`trainableParameters must be a non-negative integer; got ${o.trainableParameters}.`);
   }
@@ -134,6 +140,7 @@ export function planTrainingMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
     weights += Math.ceil(bytes / 4) * 4;
     if (proj && targets.has(proj)) trainable += rank * (w.shape[0] + w.shape[1]) + (o.method === 'dora' ? w.shape[0] : 0);
     if (o.method === 'full') trainable += elems;
+    if (proj && o.method === 'full' && o.quantAware) weights += elems * f;
   }
   if (o.trainableParameters !== undefined) trainable = o.trainableParameters;
 
