@@ -3,9 +3,14 @@
 // op(A) is (M, K): A is stored (M, K), or (K, M) when TRANS_A.
 // op(B) is (K, N): B is stored (K, N), or (N, K) when TRANS_B (the nn.Linear weight layout, y = x·Wᵀ).
 // The transposed variants give backward's products: dX = dY·W (TRANS_B false), dW = dYᵀ·X (TRANS_A).
-// Each workgroup computes a BM×BN tile of C with 16×16 threads of TM×TN outputs each, staging
-// BK-deep slices of A and B in workgroup memory. Edges are bound-checked: any M, N, K works.
-// TM (1, 2 or 4) is an override so that skinny products (few tokens) do not waste rows: BM = 16·TM.
+//
+// Each workgroup computes a BM×BN tile of C (BN = 64) with 16×WG_Y threads; a thread owns TM
+// consecutive rows and 4 consecutive columns of the tile and keeps them as TM vec4 accumulators.
+// BK-deep slices of A and B are staged in workgroup memory: A as [BK][BM] scalars (a thread reads
+// its TM rows of one k), B as [BK][BN/4] vec4 (a thread reads its 4 columns of one k in one load).
+// The dispatcher picks TM (1, 2 or 4), WG_Y (4, 8 or 16) and BK (16 or 32) by shape, so that a
+// product with few rows (few tokens) does not waste rows and each thread has enough work
+// (matmul.ts, matmulVariant). Edges are bound-checked: any M, N, K works.
 // Offsets and strides are in elements. lda, ldb, ldc are the row strides of A, B, C as stored, so a
 // call may work on a sub-block of larger matrices (the dispatcher uses this for split tensors).
 // Split-K: the z index may also select a slice of K instead of a batch entry (strides then step
@@ -35,20 +40,20 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = true;
 override ACCUMULATE: bool = false;
 override TM: u32 = 4u;
+override WG_Y: u32 = 16u;
+override BK: u32 = 16u;
 
-override BM: u32 = 16u * TM;
+override BM: u32 = WG_Y * TM;
+override THREADS: u32 = 16u * WG_Y;
 const BN: u32 = 64u;
-const BK: u32 = 16u;
-const TN: u32 = 4u;
-const THREADS: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read> A: array<f32>;
 @group(0) @binding(1) var<storage, read> B: array<f32>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-var<workgroup> As: array<f32, 1024>; // [BK][BM], BM ≤ 64
-var<workgroup> Bs: array<f32, 1024>; // [BK][BN]
+var<workgroup> As: array<f32, BK * BM>; // [BK][BM]
+var<workgroup> Bs: array<vec4<f32>, BK * 16u>; // [BK][BN / 4]
 
 fn loadA(base: u32, m: u32, k: u32, kLim: u32) -> f32 {
   if (m >= p.M || k >= kLim) {
@@ -70,7 +75,39 @@ fn loadB(base: u32, k: u32, n: u32, kLim: u32) -> f32 {
   return B[base + k * p.ldb + n];
 }
 
-@compute @workgroup_size(16, 16, 1)
+// Four consecutive elements of A as stored, from op(A)[m][k] along k (or along m when TRANS_A).
+fn loadA4(base: u32, m: u32, k: u32, kLim: u32) -> vec4<f32> {
+  if (TRANS_A) {
+    if (k < kLim && m + 3u < p.M) {
+      let i = base + k * p.lda + m;
+      return vec4<f32>(A[i], A[i + 1u], A[i + 2u], A[i + 3u]);
+    }
+    return vec4<f32>(loadA(base, m, k, kLim), loadA(base, m + 1u, k, kLim), loadA(base, m + 2u, k, kLim), loadA(base, m + 3u, k, kLim));
+  }
+  if (m < p.M && k + 3u < kLim) {
+    let i = base + m * p.lda + k;
+    return vec4<f32>(A[i], A[i + 1u], A[i + 2u], A[i + 3u]);
+  }
+  return vec4<f32>(loadA(base, m, k, kLim), loadA(base, m, k + 1u, kLim), loadA(base, m, k + 2u, kLim), loadA(base, m, k + 3u, kLim));
+}
+
+// Four consecutive elements of B as stored, from op(B)[k][n] along n (or along k when TRANS_B).
+fn loadB4(base: u32, k: u32, n: u32, kLim: u32) -> vec4<f32> {
+  if (TRANS_B) {
+    if (n < p.N && k + 3u < kLim) {
+      let i = base + n * p.ldb + k;
+      return vec4<f32>(B[i], B[i + 1u], B[i + 2u], B[i + 3u]);
+    }
+    return vec4<f32>(loadB(base, k, n, kLim), loadB(base, k + 1u, n, kLim), loadB(base, k + 2u, n, kLim), loadB(base, k + 3u, n, kLim));
+  }
+  if (k < kLim && n + 3u < p.N) {
+    let i = base + k * p.ldb + n;
+    return vec4<f32>(B[i], B[i + 1u], B[i + 2u], B[i + 3u]);
+  }
+  return vec4<f32>(loadB(base, k, n, kLim), loadB(base, k, n + 1u, kLim), loadB(base, k, n + 2u, kLim), loadB(base, k, n + 3u, kLim));
+}
+
+@compute @workgroup_size(16, WG_Y, 1)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
   let batch = wg.z;
   let m0 = wg.y * BM;
@@ -79,55 +116,52 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let baseB = p.offB + batch * p.strideB;
   // K of this z entry: all of K for a batch entry, what is left of kTotal for a K slice.
   let kLim = min(p.K, p.kTotal - batch * p.K);
+  let row = lid.y * TM;
 
-  var acc: array<f32, 16>;
-  for (var i = 0u; i < 16u; i++) {
-    acc[i] = 0.0;
+  var acc: array<vec4<f32>, 4>;
+  for (var i = 0u; i < 4u; i++) {
+    acc[i] = vec4<f32>(0.0);
   }
 
   for (var k0 = 0u; k0 < kLim; k0 += BK) {
-    // Each thread stages TM elements of the A tile and 4 of the B tile, walking memory in its
-    // contiguous direction.
-    for (var r = 0u; r < TM; r++) {
-      let e = li + r * THREADS;
-      var am: u32;
-      var ak: u32;
+    // Stage the tiles: each thread reads runs of four elements along the direction in which the
+    // operand is contiguous in memory.
+    for (var g = li; g < BK * BM / 4u; g += THREADS) {
       if (TRANS_A) {
-        ak = e / BM;
-        am = e % BM;
+        let ak = g / (BM / 4u);
+        let am = (g % (BM / 4u)) * 4u;
+        let v = loadA4(baseA, m0 + am, k0 + ak, kLim);
+        for (var j = 0u; j < 4u; j++) {
+          As[ak * BM + am + j] = v[j];
+        }
       } else {
-        am = e / BK;
-        ak = e % BK;
+        let am = g / (BK / 4u);
+        let ak = (g % (BK / 4u)) * 4u;
+        let v = loadA4(baseA, m0 + am, k0 + ak, kLim);
+        for (var j = 0u; j < 4u; j++) {
+          As[(ak + j) * BM + am] = v[j];
+        }
       }
-      As[ak * BM + am] = loadA(baseA, m0 + am, k0 + ak, kLim);
     }
-    for (var r = 0u; r < 4u; r++) {
-      let e = li + r * THREADS;
-      var bn: u32;
-      var bk: u32;
+    for (var g = li; g < BK * 16u; g += THREADS) {
       if (TRANS_B) {
-        bn = e / BK;
-        bk = e % BK;
+        let bn = g / (BK / 4u);
+        let bk = (g % (BK / 4u)) * 4u;
+        let v = loadB4(baseB, k0 + bk, n0 + bn, kLim);
+        for (var j = 0u; j < 4u; j++) {
+          Bs[(bk + j) * 16u + bn / 4u][bn % 4u] = v[j];
+        }
       } else {
-        bk = e / BN;
-        bn = e % BN;
+        let bk = g / 16u;
+        let bn = (g % 16u) * 4u;
+        Bs[bk * 16u + bn / 4u] = loadB4(baseB, k0 + bk, n0 + bn, kLim);
       }
-      Bs[bk * BN + bn] = loadB(baseB, k0 + bk, n0 + bn, kLim);
     }
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) {
-      var av: array<f32, 4>;
-      var bv: array<f32, 4>;
+      let b = Bs[k * 16u + lid.x];
       for (var i = 0u; i < TM; i++) {
-        av[i] = As[k * BM + lid.y + i * 16u];
-      }
-      for (var j = 0u; j < TN; j++) {
-        bv[j] = Bs[k * BN + lid.x + j * 16u];
-      }
-      for (var i = 0u; i < TM; i++) {
-        for (var j = 0u; j < TN; j++) {
-          acc[i * TN + j] = fma(av[i], bv[j], acc[i * TN + j]);
-        }
+        acc[i] = fma(vec4<f32>(As[k * BM + row + i]), b, acc[i]);
       }
     }
     workgroupBarrier();
@@ -135,17 +169,17 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 
   let baseC = p.offC + batch * p.strideC;
   for (var i = 0u; i < TM; i++) {
-    let m = m0 + lid.y + i * 16u;
+    let m = m0 + row + i;
     if (m >= p.M) {
       continue;
     }
-    for (var j = 0u; j < TN; j++) {
-      let n = n0 + lid.x + j * 16u;
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + lid.x * 4u + j;
       if (n >= p.N) {
         continue;
       }
       let idx = baseC + m * p.ldc + n;
-      var v = p.alpha * acc[i * TN + j];
+      var v = p.alpha * acc[i][j];
       if (ACCUMULATE) {
         v += C[idx];
       }

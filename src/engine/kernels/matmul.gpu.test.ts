@@ -8,11 +8,14 @@ import { Rng } from '../random.ts';
 import { relL2 } from '../reference/compare.ts';
 import * as ref from '../reference/matmul.ts';
 import { fill } from './elementwise.ts';
-import { matmul, matmulOutShape, splitKSlices } from './matmul.ts';
+import { type MatmulVariant, matmul, matmulOutShape, matmulVariant, splitKSlices } from './matmul.ts';
 
 const TOL = 1e-6;
 
-async function check(gpu: Gpu, given: { M: number; N: number; K: number; transA?: boolean; transB?: boolean; batch?: number; shareB?: boolean; alpha?: number; accumulate?: boolean; seed: number }) {
+async function check(
+  gpu: Gpu,
+  given: { M: number; N: number; K: number; transA?: boolean; transB?: boolean; batch?: number; shareB?: boolean; alpha?: number; accumulate?: boolean; variant?: Partial<MatmulVariant>; seed: number },
+) {
   const o = { ...given, transA: given.transA ?? false, transB: given.transB ?? true };
   const rng = new Rng(o.seed);
   const batch = o.batch ?? 1;
@@ -83,6 +86,39 @@ describe('matmul kernel vs float64 reference', () => {
       expect(await check(gpu, { M: 5, N: 70, K: 3001, transA, transB, seed: 13 })).toBeLessThan(TOL);
     }
     expect(await check(gpu, { M: 19, N: 33, K: 2100, alpha: 0.25, accumulate: true, seed: 14 })).toBeLessThan(TOL);
+  });
+
+  it('picks the tile by the number of rows, a short K step for a short K, and split-K for few tiles over a long K', () => {
+    const pick = (M: number, N: number, K: number, batch = 1) => {
+      const v = matmulVariant(M, N, K, batch);
+      return [v.tm * v.wgY, v.bk, v.slices];
+    };
+    expect(pick(1, 576, 576)).toEqual([4, 32, 1]);
+    expect(pick(7, 576, 576)).toEqual([8, 32, 1]);
+    expect(pick(16, 576, 576)).toEqual([16, 32, 1]);
+    expect(pick(32, 576, 576)).toEqual([32, 32, 1]);
+    expect(pick(512, 576, 576)).toEqual([64, 32, 1]);
+    expect(pick(576, 1536, 16)).toEqual([64, 16, 1]);
+    expect(pick(16, 256, 2048)).toEqual([16, 32, 4]);
+    expect(pick(16, 256, 2048, 3)).toEqual([16, 32, 1]);
+  });
+
+  // Every tile shape the selection uses, with both K steps, forced onto one small odd shape (edges
+  // in M, N and K, several K steps); the transposes rotate so each appears with several variants.
+  const variants: Partial<MatmulVariant>[] = [];
+  for (const [tm, wgY] of [[1, 4], [2, 4], [4, 4], [4, 8], [4, 16]] as const) for (const bk of [16, 32] as const) variants.push({ tm, wgY, bk, slices: 1 });
+  variants.forEach((variant, i) => {
+    const transA = (i & 1) === 1;
+    const transB = (i & 2) === 0;
+    it(`forced variant ${JSON.stringify(variant)} transA=${transA} transB=${transB}`, async () => {
+      expect(await check(gpu, { M: 37, N: 70, K: 45, transA, transB, variant, seed: 20 + i })).toBeLessThan(TOL);
+    });
+  });
+
+  it('forced variants batched and with a forced split-K', async () => {
+    expect(await check(gpu, { M: 11, N: 66, K: 35, batch: 2, transB: false, variant: { tm: 2, wgY: 4, bk: 16 }, seed: 40 })).toBeLessThan(TOL);
+    expect(await check(gpu, { M: 21, N: 67, K: 37, batch: 2, transA: true, variant: { tm: 4, wgY: 8, bk: 32 }, seed: 41 })).toBeLessThan(TOL);
+    expect(await check(gpu, { M: 6, N: 65, K: 101, transB: false, variant: { tm: 1, wgY: 4, bk: 16, slices: 3 }, seed: 42 })).toBeLessThan(TOL);
   });
 
   it('rejects mismatched shapes with a ShapeError', async () => {

@@ -1,5 +1,6 @@
 // Dispatcher of shaders/matmul.wgsl: C = alpha · op(A) · op(B), plain or batched, over tensors that
-// may be split across several buffers. Shapes are checked here; the arithmetic is in the shader.
+// may be split across several buffers. Shapes are checked and the kernel variant picked here
+// (matmulVariant); the arithmetic is in the shader.
 
 import { ShapeError } from '../errors.ts';
 import type { Batch } from '../gpu/batch.ts';
@@ -14,13 +15,37 @@ export interface MatmulOptions {
   alpha?: number;
   /** Add into C instead of overwriting it (gradient accumulation). */
   accumulate?: boolean;
+  /** Overrides parts of the variant matmulVariant picks (tests reach every variant this way). */
+  variant?: Partial<MatmulVariant>;
 }
 
+/** Columns of C per workgroup (the shader's BN). */
 const TILE_N = 64;
 
-/** Rows per thread (the shader's TM): a 16·TM-row tile, as small as the product allows. */
-function rowsPerThread(M: number): number {
-  return M <= 16 ? 1 : M <= 32 ? 2 : 4;
+/** How the shader is run for one product: the tile shape, the K depth staged, and split-K. */
+export interface MatmulVariant {
+  /** Rows of C per thread (the shader's TM). */
+  tm: 1 | 2 | 4;
+  /** Thread rows per workgroup (the shader's WG_Y); a tile is wgY·tm rows by 64 columns. */
+  wgY: 4 | 8 | 16;
+  /** K depth staged in workgroup memory per step (the shader's BK). */
+  bk: 16 | 32;
+  /** K slices computed in parallel and summed by reduce_slices (1: no split-K). */
+  slices: number;
+}
+
+/**
+ * The one place that picks the kernel variant for a product of M×N×K (batch entries). The tile is
+ * as tall as M needs, up to 64 rows: 4, 8 or 16 rows for a handful of tokens (64 threads of 1, 2
+ * or 4 rows × 4 columns), 32 rows (128 threads), then 64×64 tiles of 256 threads of 4×4 outputs
+ * for long sequences. When the output has few tiles and K is long, K is split across workgroups.
+ */
+export function matmulVariant(M: number, N: number, K: number, batch = 1): MatmulVariant {
+  const [tm, wgY]: [MatmulVariant['tm'], MatmulVariant['wgY']] = M <= 4 ? [1, 4] : M <= 8 ? [2, 4] : M <= 16 ? [4, 4] : M <= 32 ? [4, 8] : [4, 16];
+  // A product over a short K (the weight gradient of a few tokens) does not stage empty k rows.
+  const bk = K <= 16 ? 16 : 32;
+  const slices = batch > 1 ? 1 : splitKSlices(M, N, K, tm * wgY);
+  return { tm, wgY, bk, slices };
 }
 
 interface Dims {
@@ -72,8 +97,9 @@ export function matmul(batch: Batch, a: Tensor, b: Tensor, c: Tensor, opts: Matm
   if (d.M === 0 || d.N === 0) return;
   const lda = transA ? d.M : d.K;
   const ldb = transB ? d.K : d.N;
-  const tm = rowsPerThread(d.M);
-  const constants = { TRANS_A: transA, TRANS_B: transB, TM: tm };
+  const v = { ...matmulVariant(d.M, d.N, d.K, d.batch), ...opts.variant };
+  const rows = v.tm * v.wgY;
+  const constants = { TRANS_A: transA, TRANS_B: transB, TM: v.tm, WG_Y: v.wgY, BK: v.bk };
 
   if (d.batch > 1 || a.shape.length === 3) {
     if (a.isSplit || b.isSplit || c.isSplit) {
@@ -82,13 +108,13 @@ export function matmul(batch: Batch, a: Tensor, b: Tensor, c: Tensor, opts: Matm
     const params = packParams(d.M, d.N, d.K, lda, ldb, d.N, 0, 0, 0, d.M * d.K, d.batchB === 1 && b.shape.length === 2 ? 0 : d.K * d.N, d.M * d.N, opts.alpha ?? 1);
     batch.dispatch(SHADERS.matmul, 'main', { ...constants, ACCUMULATE: Boolean(opts.accumulate) }, [a.binding(), b.binding(), c.binding(), batch.uniform(params)], [
       Math.ceil(d.N / TILE_N),
-      Math.ceil(d.M / (16 * tm)),
+      Math.ceil(d.M / rows),
       d.batch,
     ]);
     return;
   }
 
-  let slices = a.isSplit || b.isSplit || c.isSplit ? 1 : splitKSlices(d.M, d.N, d.K, 16 * tm);
+  let slices = a.isSplit || b.isSplit || c.isSplit ? 1 : v.slices;
   if (slices * d.M * d.N * 4 > a.gpu.maxBindingBytes) slices = 1;
   if (slices > 1) {
     // Split-K: slice z covers K range [z·Ks, (z+1)·Ks) and writes its own (M, N) partial product.
@@ -99,7 +125,7 @@ export function matmul(batch: Batch, a: Tensor, b: Tensor, c: Tensor, opts: Matm
     const params = packParams(d.M, d.N, Ks, lda, ldb, d.N, 0, 0, 0, strideA, strideB, d.M * d.N, 1, d.K);
     batch.dispatch(SHADERS.matmul, 'main', { ...constants, ACCUMULATE: false }, [a.binding(), b.binding(), partial.binding(), batch.uniform(params)], [
       Math.ceil(d.N / TILE_N),
-      Math.ceil(d.M / (16 * tm)),
+      Math.ceil(d.M / rows),
       slices,
     ]);
     const n = d.M * d.N;
@@ -135,7 +161,7 @@ export function matmul(batch: Batch, a: Tensor, b: Tensor, c: Tensor, opts: Matm
         const params = packParams(Mp, Np, Kp, lda, ldb, d.N, offA, offB, offC, 0, 0, 0, opts.alpha ?? 1);
         batch.dispatch(SHADERS.matmul, 'main', { ...constants, ACCUMULATE: accumulate }, [chunkBinding(ca), chunkBinding(cb), chunkBinding(cc), batch.uniform(params)], [
           Math.ceil(Np / TILE_N),
-          Math.ceil(Mp / (16 * tm)),
+          Math.ceil(Mp / rows),
           1,
         ]);
       }
@@ -163,12 +189,13 @@ function packParams(...v: number[]): Uint32Array {
 /**
  * How many K slices to compute in parallel: when the output has few tiles and K is long (few
  * tokens through a wide layer, or the hidden-state gradient of an LM head), one workgroup per tile
- * would walk all of K alone. Slices of at least 256 keep the extra partial sums cheap.
+ * would walk all of K alone. Slices of at least 512 keep the extra partial sums and the reduction
+ * cheap next to the product.
  */
 export function splitKSlices(M: number, N: number, K: number, rowsPerTile: number): number {
   const tiles = Math.ceil(M / rowsPerTile) * Math.ceil(N / TILE_N);
   if (tiles >= 32 || K < 1024) return 1;
-  return Math.max(1, Math.min(Math.floor(K / 256), Math.ceil(64 / tiles), 32));
+  return Math.max(1, Math.min(Math.floor(K / 512), Math.ceil(64 / tiles), 32));
 }
 
 /** Boundaries 0 = c0 < c1 < … < extent where the row chunks of the given tensors start. */
