@@ -1,8 +1,10 @@
 // `whetstone bench` (also `npm run bench`): times the kernels on model-shaped problems and, in the
 // same run on the same adapter, the same matmul shapes through TensorFlow.js's WebGPU backend.
 // Prints a table and writes JSON. Timings are wall-clock from submit to queue completion (no
-// readback), median of the repeats after one warm-up run. Then, unless --no-train, LoRA training
-// steps on the demo model (and a folder given by --train-model) through bench-train.ts.
+// readback), median of the repeats after one warm-up run; each matmul repeat runs ours and
+// TensorFlow.js's back to back, so both sides of a ratio see the same load. Then, unless
+// --no-kernels, the other kernel families, and unless --no-train, LoRA training steps on the demo
+// model (and a folder given by --train-model) through bench-train.ts.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -78,20 +80,32 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-async function timeOurs(gpu: Gpu, c: MatmulCase, repeats: number, rng: Rng): Promise<number> {
+/**
+ * Times our product and, when a peer is given, TensorFlow.js's on the same shape, interleaved: each
+ * repeat runs ours then theirs back to back, so that load from other processes falls on both sides
+ * alike. One warm-up run of each comes first (pipeline compilation). Returns the medians.
+ */
+async function timeMatmulPair(gpu: Gpu, c: MatmulCase, repeats: number, rng: Rng, peer: TfjsPeer | null): Promise<{ oursMs: number; tfjsMs?: number }> {
   const a = tensorFromArray(gpu, rng.fill(c.M * c.K, (r) => r.normal()), c.transA ? [c.K, c.M] : [c.M, c.K]);
   const b = tensorFromArray(gpu, rng.fill(c.N * c.K, (r) => r.normal()), c.transB ? [c.N, c.K] : [c.K, c.N]);
   const y = createTensor(gpu, [c.M, c.N]);
-  const times: number[] = [];
+  const theirs = peer?.prepareMatmul(c.M, c.N, c.K, c.transA, c.transB);
+  const ours: number[] = [];
+  const tfjs: number[] = [];
   for (let i = 0; i < repeats + 1; i++) {
     const t0 = performance.now();
     run(gpu, (bt) => matmul(bt, a, b, y, { transA: c.transA, transB: c.transB }));
     await gpu.device.queue.onSubmittedWorkDone();
-    if (i > 0) times.push(performance.now() - t0);
+    const dt = performance.now() - t0;
+    const dtTheirs = theirs ? await theirs.time() : undefined;
+    if (i === 0) continue; // the warm-up compiles the pipelines
+    ours.push(dt);
+    if (dtTheirs !== undefined) tfjs.push(dtTheirs);
   }
   gpu.check();
   for (const t of [a, b, y]) t.release();
-  return median(times);
+  theirs?.dispose();
+  return { oursMs: median(ours), tfjsMs: tfjs.length ? median(tfjs) : undefined };
 }
 
 export async function benchCommand(args: string[]): Promise<number> {
@@ -103,6 +117,7 @@ export async function benchCommand(args: string[]): Promise<number> {
       repeats: { type: 'string', default: '3' },
       out: { type: 'string', default: '.bench/bench.json' },
       'no-tfjs': { type: 'boolean', default: false },
+      'no-kernels': { type: 'boolean', default: false },
       'no-train': { type: 'boolean', default: false },
       'train-model': { type: 'string' },
     },
@@ -123,11 +138,11 @@ export async function benchCommand(args: string[]): Promise<number> {
   const results: MatmulResult[] = [];
   for (const c of matmulCases(models, tokens)) {
     const flop = 2 * c.M * c.N * c.K;
-    const oursMs = await timeOurs(gpu, c, repeats, rng);
+    const { oursMs, tfjsMs } = await timeMatmulPair(gpu, c, repeats, rng, peer);
     const r: MatmulResult = { ...c, oursMs, oursGflops: flop / oursMs / 1e6 };
-    if (peer) {
-      r.tfjsMs = median(await peer.timeMatmul(c.M, c.N, c.K, c.transA, c.transB, repeats));
-      r.tfjsGflops = flop / r.tfjsMs / 1e6;
+    if (tfjsMs !== undefined) {
+      r.tfjsMs = tfjsMs;
+      r.tfjsGflops = flop / tfjsMs / 1e6;
       r.ratio = r.oursGflops / r.tfjsGflops;
     }
     results.push(r);
@@ -140,11 +155,13 @@ export async function benchCommand(args: string[]): Promise<number> {
     console.log(`ours/TF.js: geometric mean ${geo.toFixed(2)}, min ${Math.min(...ratios).toFixed(2)}, max ${Math.max(...ratios).toFixed(2)} over ${ratios.length} shapes`);
   }
 
-  console.log('');
-  console.log('| model | tokens | kernel | ms | throughput |');
-  console.log('| --- | --- | --- | --- | --- |');
   const kernels: KernelResult[] = [];
-  for (const model of models) {
+  if (!values['no-kernels']) {
+    console.log('');
+    console.log('| model | tokens | kernel | ms | throughput |');
+    console.log('| --- | --- | --- | --- | --- |');
+  }
+  for (const model of values['no-kernels'] ? [] : models) {
     for (const T of tokens) {
       const { cases, release } = kernelCases(gpu, MODEL_SHAPES[model], T, rng, slow ? Math.min(2048, MODEL_SHAPES[model].vocab) : undefined);
       for (const k of cases) {

@@ -4,9 +4,16 @@
 
 import { create, globals } from 'webgpu';
 
+/** One matmul shape with its operands resident on the peer's device. */
+export interface TfjsMatmul {
+  /** Milliseconds for one C = op(A)·op(B), timed from the call to queue completion. */
+  time(): Promise<number>;
+  dispose(): void;
+}
+
 export interface TfjsPeer {
-  /** Milliseconds for one y = op(a)·op(b) of the given sizes, timed to queue completion. */
-  timeMatmul(M: number, N: number, K: number, transA: boolean, transB: boolean, repeats: number): Promise<number[]>;
+  /** Uploads random operands of the given sizes; time() then runs the product once. */
+  prepareMatmul(M: number, N: number, K: number, transA: boolean, transB: boolean): TfjsMatmul;
   dispose(): void;
 }
 
@@ -25,23 +32,25 @@ export async function startTfjsPeer(): Promise<TfjsPeer> {
   const backend = tf.backend() as unknown as { device: GPUDevice; endComputePassEncoder(): void; submitQueue(): void };
 
   return {
-    async timeMatmul(M, N, K, transA, transB, repeats) {
+    prepareMatmul(M, N, K, transA, transB) {
       const a = tf.randomNormal(transA ? [K, M] : [M, K]);
       const b = tf.randomNormal(transB ? [N, K] : [K, N]);
-      const times: number[] = [];
-      for (let i = 0; i < repeats + 1; i++) {
-        const t0 = performance.now();
-        const c = tf.matMul(a, b, transA, transB);
-        backend.endComputePassEncoder();
-        backend.submitQueue();
-        await backend.device.queue.onSubmittedWorkDone();
-        const dt = performance.now() - t0;
-        c.dispose();
-        if (i > 0) times.push(dt); // the first run compiles the pipeline
-      }
-      a.dispose();
-      b.dispose();
-      return times;
+      return {
+        async time() {
+          const t0 = performance.now();
+          const c = tf.matMul(a, b, transA, transB);
+          backend.endComputePassEncoder();
+          backend.submitQueue();
+          await backend.device.queue.onSubmittedWorkDone();
+          const dt = performance.now() - t0;
+          c.dispose();
+          return dt;
+        },
+        dispose() {
+          a.dispose();
+          b.dispose();
+        },
+      };
     },
     dispose() {
       tf.disposeVariables();
