@@ -22,6 +22,7 @@ const USAGE = `whetstone <command> [options]
 Commands:
   gpu [--json]        Describe the WebGPU adapter and run the kernel self-test
   bench [--tokens 16,128] [--models SmolLM2-135M,...] [--repeats N] [--out FILE] [--no-tfjs]
+        [--no-kernels] [--no-train] [--train-model DIR]
                       Time the kernels on model-shaped problems against TensorFlow.js's WebGPU
                       backend on the same adapter; prints a table and writes JSON
   info --model DIR    Summarise a model folder as JSON (architecture, sizes, parameters, dtype)
