@@ -9,14 +9,11 @@
 
 import { rm } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { distillStudent, evaluateDistill } from '../engine/compress/distill.ts';
-import { exportModel } from '../engine/compress/export-model.ts';
+import { distillToFolder, splitHeldOut } from '../engine/compress/pipeline.ts';
 import { pruneModel } from '../engine/compress/prune.ts';
 import { InvalidArgumentError } from '../engine/errors.ts';
 import { openModelDirectory } from '../engine/io/model-folder-node.ts';
-import { type LlamaModel, loadModel } from '../engine/model/llama.ts';
 import { withAdapter } from '../engine/peft/lora/index.ts';
-import { epochOrder } from '../engine/train/batches.ts';
 import { checkOutDir, choiceArg, readTokenRows, writeModelFolder } from './compress-args.ts';
 import { loadCliAdapter, loadCliModel, intArg, numberArg, openModelArg } from './model-args.ts';
 import { parsePruneFlags } from './prune.ts';
@@ -76,36 +73,27 @@ export async function distillCommand(args: string[]): Promise<number> {
   }
 
   const rows = await readTokenRows(v.data, studentFolder, { maxLength: seqLen });
-  const order = epochOrder(rows.length, seed, 0);
-  const nVal = rows.length > 1 ? Math.min(rows.length - 1, Math.round(valFraction * rows.length)) : 0;
-  const held = order.slice(0, nVal).map((i) => rows[i]);
-  const train = order.slice(nVal).map((i) => rows[i]);
+  const { held, train } = splitHeldOut(rows, valFraction, seed);
 
   const { gpu, model: base } = await loadCliModel(teacherFolder, choiceArg('teacher-dtype', v['teacher-dtype'], ['f32', 'bf16'] as const, 'f32'));
-  let student: LlamaModel | null = null;
   try {
     const adapter = v['teacher-adapter'] ? await loadCliAdapter(base, v['teacher-adapter']) : null;
     const teacher = adapter ? withAdapter(base, adapter) : base;
-    student = await loadModel(gpu, studentFolder);
-    const measure = () => (held.length > 0 ? evaluateDistill(teacher, student!, held, { seqLen }) : Promise.resolve(null));
-    const before = await measure();
-    const result = await distillStudent({
+    const r = await distillToFolder({
       teacher,
-      student,
+      studentFolder,
       train,
+      held,
       options: { steps, lr, temperature, alpha, batchSize, seqLen, seed },
-      onStep: (s) => process.stderr.write(`\rdistill step ${s.step}/${s.totalSteps}  loss ${s.loss.toFixed(4)}  lr ${s.lr.toExponential(2)}   ${s.step === s.totalSteps ? '\n' : ''}`),
+      write: (files) => writeModelFolder(out, files),
+      onProgress: (s) => process.stderr.write(`\rdistill step ${s.done}/${s.total}  loss ${(s.loss ?? NaN).toFixed(4)}   ${s.done === s.total ? '\n' : ''}`),
     });
-    const after = await measure();
-    const files = await exportModel(student, studentFolder);
-    const bytes = await writeModelFolder(out, files);
-    process.stdout.write(`${JSON.stringify({ out, bytes, steps, firstLoss: result.losses[0], lastLoss: result.losses.at(-1), heldOut: { rows: held.length, before, after } })}\n`);
+    process.stdout.write(`${JSON.stringify({ out, bytes: r.written, steps, firstLoss: r.losses[0], lastLoss: r.losses.at(-1), heldOut: { rows: held.length, before: r.before, after: r.after } })}\n`);
     return 0;
   } catch (e) {
     if (!v.student) await rm(out, { recursive: true, force: true });
     throw e;
   } finally {
-    student?.release();
     base.release();
     gpu.destroy();
   }

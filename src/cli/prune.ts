@@ -5,10 +5,10 @@
 // fine-tune merged into the result. The last line of output is a JSON summary.
 
 import { parseArgs } from 'node:util';
-import { activationNorms } from '../engine/compress/calibrate.ts';
-import { type PruneOptions, pruneModel } from '../engine/compress/prune.ts';
-import { recoverWithLora } from '../engine/compress/recover.ts';
+import { calibrateAndPrune, recoverPrunedFolder } from '../engine/compress/pipeline.ts';
+import type { PruneOptions, PruneResult } from '../engine/compress/prune.ts';
 import { InvalidArgumentError } from '../engine/errors.ts';
+import { openNodeGpu } from '../engine/gpu/node.ts';
 import { openModelDirectory } from '../engine/io/model-folder-node.ts';
 import { checkOutDir, choiceArg, intList, readTokenRows, writeModelFolder } from './compress-args.ts';
 import { intArg, loadCliModel, numberArg, openModelArg } from './model-args.ts';
@@ -70,36 +70,31 @@ export async function pruneCommand(args: string[]): Promise<number> {
   const seed = intArg('seed', v.seed, 0, 0);
   const recoverSteps = v['recover-steps'] === undefined ? 0 : intArg('recover-steps', v['recover-steps'], 0, 1);
   if (recoverSteps > 0 && !v.data) throw new InvalidArgumentError('--recover-steps needs --data FILE: the rows the LoRA recovery trains on.');
+  if (options.criterion === 'wanda' && !v.calib) throw new InvalidArgumentError('--criterion wanda needs --calib FILE: rows whose activations weigh the weights.');
+  let pruned: PruneResult;
   if (options.criterion === 'wanda') {
-    if (!v.calib) throw new InvalidArgumentError('--criterion wanda needs --calib FILE: rows whose activations weigh the weights.');
-    const rows = (await readTokenRows(v.calib, folder, { maxLength: seqLen })).slice(0, intArg('calib-rows', v['calib-rows'], 64, 1));
+    const rows = (await readTokenRows(v.calib!, folder, { maxLength: seqLen })).slice(0, intArg('calib-rows', v['calib-rows'], 64, 1));
     const { gpu, model } = await loadCliModel(folder, 'f32');
     try {
-      options.norms = await activationNorms(model, rows);
+      pruned = await calibrateAndPrune(folder, options, { model, rows });
     } finally {
       model.release();
       gpu.destroy();
     }
-  }
-  const { files, report } = await pruneModel(folder, options);
+  } else pruned = await calibrateAndPrune(folder, options);
+  const { files, report } = pruned;
   let bytes = await writeModelFolder(out, files);
   let recovery: Record<string, unknown> | null = null;
   if (recoverSteps > 0) {
-    const pruned = await openModelDirectory(out);
-    const data = await readTokenRows(v.data!, pruned, { maxLength: seqLen });
-    const { gpu, model } = await loadCliModel(pruned, 'f32');
+    const prunedFolder = await openModelDirectory(out);
+    const data = await readTokenRows(v.data!, prunedFolder, { maxLength: seqLen });
+    const gpu = await openNodeGpu();
     try {
-      const r = await recoverWithLora(model, pruned, data, {
-        steps: recoverSteps,
-        lr: numberArg('recover-lr', v['recover-lr'], 2e-4),
-        rank: intArg('recover-rank', v['recover-rank'], 8, 1),
-        seqLen,
-        seed,
-      });
-      bytes = await writeModelFolder(out, r.files);
+      const options = { steps: recoverSteps, lr: numberArg('recover-lr', v['recover-lr'], 2e-4), rank: intArg('recover-rank', v['recover-rank'], 8, 1), seqLen, seed };
+      const r = await recoverPrunedFolder(gpu, prunedFolder, data, options, (files) => writeModelFolder(out, files));
+      bytes = r.written;
       recovery = { steps: recoverSteps, firstLoss: r.firstLoss, lastLoss: r.lastLoss };
     } finally {
-      model.release();
       gpu.destroy();
     }
   }

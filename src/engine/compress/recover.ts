@@ -40,8 +40,16 @@ export interface RecoverResult {
 /**
  * Trains and merges a LoRA adapter into `model` (loaded with f32 weights from `folder`, the pruned
  * folder), then returns the merged model as folder files. The model's weights are changed in place.
+ * `onStep` hears each optimizer step's loss; an aborted `signal` stops with CancelledError.
  */
-export async function recoverWithLora(model: LlamaModel, folder: ModelFolder, data: readonly TrainExample[], o: RecoverOptions, signal?: AbortSignal): Promise<RecoverResult> {
+export async function recoverWithLora(
+  model: LlamaModel,
+  folder: ModelFolder,
+  data: readonly TrainExample[],
+  o: RecoverOptions,
+  signal?: AbortSignal,
+  onStep?: (s: { step: number; loss: number }) => void,
+): Promise<RecoverResult> {
   if (model.weightDtype !== 'f32') throw new InvalidArgumentError('Recovery merges the adapter into the weights: load the pruned model with f32 weights.');
   if (!Number.isInteger(o.steps) || o.steps < 1) throw new InvalidArgumentError(`Recovery needs a positive whole number of steps; got ${o.steps}.`);
   const config = createLoraConfig({ r: o.rank ?? 8, lora_alpha: o.alpha ?? 16, target_modules: o.targets ?? 'all-linear' });
@@ -54,6 +62,7 @@ export async function recoverWithLora(model: LlamaModel, folder: ModelFolder, da
       train: data,
       options: { lr: o.lr, maxSteps: o.steps, batchSize: o.batchSize ?? 8, seqLen: o.seqLen, seed: o.seed, divergence: false },
       checkpoints: new MemoryCheckpointStore('recovery'),
+      onMetrics: onStep && ((m) => onStep({ step: m.step, loss: m.loss })),
       signal,
     });
     mergeLora(model, adapter);
