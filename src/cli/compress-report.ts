@@ -1,21 +1,20 @@
 // `whetstone compress-report --model DIR --data FILE`: applies every compression technique to one
 // model and prints one markdown table (the one in docs/compression.md): per technique the size of
-// model.safetensors in bytes, the parameters stored, the held-out evaluation loss of the original
-// and of the compressed model, and greedy generation speed in tokens/s on this machine's adapter.
-// The data rows are split with the seed: 80 % for calibration and the recovery / distillation
-// fine-tunes, 20 % held out for the losses. Compressed folders go to --work (a temporary folder by
-// default, removed at the end).
+// model.safetensors in bytes, the size of the folder as the studio's zip download (every file
+// deflated), the parameters stored, the held-out evaluation loss of the original and of the
+// compressed model, and greedy generation speed in tokens/s on this machine's adapter (the median of
+// --repeats timed runs). The data rows are split with the seed: 80 % for calibration and the
+// recovery / distillation fine-tunes, 20 % held out for the losses. Compressed folders go to --work
+// (a temporary folder by default, removed at the end).
 
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { activationNorms } from '../engine/compress/calibrate.ts';
-import { distillStudent } from '../engine/compress/distill.ts';
-import { exportModel } from '../engine/compress/export-model.ts';
 import type { ExportedFile } from '../engine/compress/folder.ts';
+import { distillToFolder, generationSpeed, recoverPrunedFolder, splitHeldOut } from '../engine/compress/pipeline.ts';
 import { type PruneOptions, pruneModel } from '../engine/compress/prune.ts';
-import { recoverWithLora } from '../engine/compress/recover.ts';
 import { groupedLayerSource, shareModel } from '../engine/compress/share.ts';
 import type { Gpu } from '../engine/gpu/device.ts';
 import { InvalidArgumentError } from '../engine/errors.ts';
@@ -23,31 +22,25 @@ import { openNodeGpu } from '../engine/gpu/node.ts';
 import type { ModelFolder } from '../engine/io/model-folder.ts';
 import { openModelDirectory } from '../engine/io/model-folder-node.ts';
 import { parameterCount } from '../engine/model/config.ts';
-import { generate } from '../engine/model/generate.ts';
-import { type LlamaModel, type TokenRow, evaluateLoss, loadModel } from '../engine/model/llama.ts';
-import { epochOrder } from '../engine/train/batches.ts';
-import { readTokenRows, writeModelFolder } from './compress-args.ts';
-import { intArg, openModelArg } from './model-args.ts';
+import { evaluateLoss, loadModel } from '../engine/model/llama.ts';
+import { zipModelFolder } from '../worker/compress.ts';
+import { intList, readTokenRows, writeModelFolder } from './compress-args.ts';
+import { intArg, numberArg, openModelArg } from './model-args.ts';
 
-export const COMPRESS_REPORT_USAGE = `compress-report --model DIR --data FILE [--steps 30] [--seq-len 128] [--gen-tokens 32]
-                  [--seed 0] [--work DIR] [--json]`;
+export const COMPRESS_REPORT_USAGE = `compress-report --model DIR --data FILE [--steps 30] [--recover-steps N[,N…]] [--recover-lr 1e-3]
+                  [--recover-rank 8] [--seq-len 128] [--gen-tokens 32] [--repeats 5] [--seed 0]
+                  [--work DIR] [--json]`;
 
 interface Row {
   technique: string;
   bytes: number;
+  /** The folder as the studio's zip download (every file deflated). */
+  zipBytes: number;
   parameters: number;
   lossBefore: number;
   lossAfter: number;
   tokensPerSecond: number;
   note: string;
-}
-
-/** Greedy generation speed (tokens/s) of `genTokens` tokens after `prompt`, after one warm-up run. */
-async function tokensPerSecond(model: LlamaModel, prompt: readonly number[], genTokens: number): Promise<number> {
-  await generate(model, prompt, { maxNewTokens: 2, temperature: 0 });
-  const t0 = performance.now();
-  const r = await generate(model, prompt, { maxNewTokens: genTokens, temperature: 0 });
-  return r.tokens.length / ((performance.now() - t0) / 1000);
 }
 
 export async function compressReportCommand(args: string[]): Promise<number> {
@@ -57,6 +50,10 @@ export async function compressReportCommand(args: string[]): Promise<number> {
       model: { type: 'string' },
       data: { type: 'string' },
       steps: { type: 'string' },
+      'recover-steps': { type: 'string' },
+      'recover-lr': { type: 'string' },
+      'recover-rank': { type: 'string' },
+      repeats: { type: 'string' },
       'seq-len': { type: 'string' },
       'gen-tokens': { type: 'string' },
       seed: { type: 'string' },
@@ -68,28 +65,33 @@ export async function compressReportCommand(args: string[]): Promise<number> {
   const source = await openModelArg(v.model);
   if (!v.data) throw new InvalidArgumentError('--data FILE is required: the rows the losses are measured on (and calibration and fine-tuning use).');
   const steps = intArg('steps', v.steps, 30, 1);
+  const recoverSteps = intList('recover-steps', v['recover-steps']) ?? [steps];
+  if (recoverSteps.some((n) => n < 1)) throw new InvalidArgumentError(`--recover-steps must be positive step counts; got ${JSON.stringify(v['recover-steps'])}.`);
+  const recoverLr = numberArg('recover-lr', v['recover-lr'], 1e-3);
+  const recoverRank = intArg('recover-rank', v['recover-rank'], 8, 1);
+  const repeats = intArg('repeats', v.repeats, 5, 1);
   const seqLen = intArg('seq-len', v['seq-len'], 128, 2);
   const genTokens = intArg('gen-tokens', v['gen-tokens'], 32, 1);
   const seed = intArg('seed', v.seed, 0, 0);
   const rows = await readTokenRows(v.data, source, { maxLength: seqLen });
-  const order = epochOrder(rows.length, seed, 0);
-  const nHeld = Math.max(1, Math.round(rows.length * 0.2));
-  const held: TokenRow[] = order.slice(0, nHeld).map((i) => rows[i]);
-  const train: TokenRow[] = order.slice(nHeld).map((i) => rows[i]);
+  const { held, train } = splitHeldOut(rows, 0.2, seed);
+  if (held.length === 0) throw new InvalidArgumentError('--data needs at least 2 rows: one held out for the losses, one for calibration and fine-tuning.');
   const prompt = held[0].inputIds.slice(0, Math.min(8, held[0].inputIds.length));
   const work = v.work ?? (await mkdtemp(join(tmpdir(), 'whetstone-compress-report-')));
   const gpu: Gpu = await openNodeGpu();
   const c = source.config;
   const log = (s: string) => process.stderr.write(`${s}\n`);
 
-  const measure = async (folder: ModelFolder, dir: string | null): Promise<{ loss: number; tps: number; bytes: number }> => {
+  const measure = async (folder: ModelFolder, dir: string | null): Promise<{ loss: number; tps: number; bytes: number; zipBytes: number }> => {
     const model = await loadModel(gpu, folder);
     try {
       const { loss } = await evaluateLoss(model, held);
-      const tps = await tokensPerSecond(model, prompt, genTokens);
+      const { tokensPerSecond: tps, runs } = await generationSpeed(model, prompt, { tokens: genTokens, repeats });
+      log(`  tokens/s of ${repeats} runs: ${runs.map((x) => x.toFixed(1)).join(', ')}`);
       const st = dir ? join(dir, 'model.safetensors') : null;
       const bytes = st ? (await stat(st)).size : folder.shards.reduce((a, s) => a + s.index.size, 0);
-      return { loss, tps, bytes };
+      const zipBytes = (await zipModelFolder(folder.files, new AbortController().signal)).size;
+      return { loss, tps, bytes, zipBytes };
     } finally {
       model.release();
     }
@@ -107,7 +109,7 @@ export async function compressReportCommand(args: string[]): Promise<number> {
     }
     const m = await measure(folder, dir);
     if (!files) baseLoss = m.loss;
-    table.push({ technique, bytes: m.bytes, parameters: parameterCount(folder.config), lossBefore: baseLoss, lossAfter: m.loss, tokensPerSecond: m.tps, note });
+    table.push({ technique, bytes: m.bytes, zipBytes: m.zipBytes, parameters: parameterCount(folder.config), lossBefore: baseLoss, lossAfter: m.loss, tokensPerSecond: m.tps, note });
     return dir;
   };
 
@@ -132,21 +134,24 @@ export async function compressReportCommand(args: string[]): Promise<number> {
     if (c.numHiddenLayers > 1) {
       const dropped = await prune(`drop layer ${drop}`, { dropLayers: [drop] });
       const droppedFolder = await openModelDirectory(dropped as string);
-      const student = await loadModel(gpu, droppedFolder);
-      try {
-        const r = await recoverWithLora(student, droppedFolder, train, { steps, lr: 1e-3, rank: 8, seqLen, seed });
-        await add(`drop layer ${drop} + LoRA recovery`, r.files, `${steps} steps, rank 8, merged`);
-      } finally {
-        student.release();
+      for (const n of recoverSteps) {
+        const recoverOptions = { steps: n, lr: recoverLr, rank: recoverRank, seqLen, seed };
+        await recoverPrunedFolder(gpu, droppedFolder, train, recoverOptions, (files) =>
+          add(`drop layer ${drop} + LoRA recovery`, files, `${n} steps, rank ${recoverRank}, lr ${recoverLr}, merged`),
+        );
       }
       const teacher = await loadModel(gpu, source);
-      const student2 = await loadModel(gpu, droppedFolder);
       try {
-        await distillStudent({ teacher, student: student2, train, options: { steps, lr: 1e-3, temperature: 2, alpha: 0.5, batchSize: 8, seqLen, seed } });
-        await add(`drop layer ${drop} + distillation`, await exportModel(student2, droppedFolder), `${steps} steps, T 2, alpha 0.5, all weights`);
+        await distillToFolder({
+          teacher,
+          studentFolder: droppedFolder,
+          train,
+          held: [],
+          options: { steps, lr: 1e-3, temperature: 2, alpha: 0.5, batchSize: 8, seqLen, seed },
+          write: (files) => add(`drop layer ${drop} + distillation`, files, `${steps} steps, T 2, alpha 0.5, all weights`),
+        });
       } finally {
         teacher.release();
-        student2.release();
       }
       await add('shared blocks (pairs, mean)', (await shareModel(source, { layerSource: groupedLayerSource(c.numHiddenLayers, 2), init: 'mean' })).files);
     }
@@ -164,10 +169,13 @@ export async function compressReportCommand(args: string[]): Promise<number> {
   }
   const lines = [
     `Model: ${v.model} (${c.architecture}, ${c.numHiddenLayers} layers, hidden ${c.hiddenSize}); data: ${v.data}, ${held.length} held-out rows, ${train.length} for calibration and fine-tuning.`,
+    `Settings: --steps ${steps} --recover-steps ${recoverSteps.join(',')} --recover-lr ${recoverLr} --recover-rank ${recoverRank} --seq-len ${seqLen} --gen-tokens ${genTokens} --repeats ${repeats} --seed ${seed}.`,
     '',
-    '| technique | model.safetensors bytes | parameters | eval loss before | eval loss after | tokens/s | note |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | --- |',
-    ...table.map((r) => `| ${r.technique} | ${r.bytes} | ${r.parameters} | ${r.lossBefore.toFixed(4)} | ${r.lossAfter.toFixed(4)} | ${r.tokensPerSecond.toFixed(1)} | ${r.note} |`),
+    '| technique | model.safetensors bytes | zip (deflate) bytes | parameters | eval loss before | eval loss after | tokens/s (median) | note |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    ...table.map(
+      (r) => `| ${r.technique} | ${r.bytes} | ${r.zipBytes} | ${r.parameters} | ${r.lossBefore.toFixed(4)} | ${r.lossAfter.toFixed(4)} | ${r.tokensPerSecond.toFixed(1)} | ${r.note} |`,
+    ),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
