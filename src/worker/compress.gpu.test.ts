@@ -1,8 +1,12 @@
 // Compression through EngineApi (as the studio's worker runs it) on the demo model and the sample
 // dataset: dropping one layer and clustering to 16 centroids each store a folder under
 // compressed/<id>/ whose reported weight bytes and parameters are the written folder's, whose
-// "after" loss is the written folder loaded back and evaluated by the engine, whose "before" loss
-// is the loaded model's, and which downloads as a zip with config.json and model.safetensors.
+// "after" loss is the written folder loaded back and evaluated by the engine on the held-out rows,
+// whose "before" loss is the loaded model's, and which downloads as a zip with config.json and
+// model.safetensors. Wanda with a 2-step LoRA recovery keeps half of every row's weights at zero and
+// reports its calibration rows and steps; distillation (teacher: the loaded model with the LoRA
+// adapter of a stored run) reports the teacher's and student's held-out losses as the engine
+// measures them; cancelling mid-recovery keeps nothing.
 
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,15 +20,19 @@ import { prepareDataset } from '../engine/data/dataset.ts';
 import { blobSource } from '../engine/io/source.ts';
 import { openModelDirectory } from '../engine/io/model-folder-node.ts';
 import { loadFolderTokenizer } from '../engine/model/tokenizer-folder.ts';
-import { openCompressedFolder } from './compress.ts';
-import { type CompressRequest, EngineApi } from './engine-api.ts';
+import { splitHeldOut } from '../engine/compress/pipeline.ts';
+import { WeightReader } from '../engine/compress/folder.ts';
+import { createLora, createLoraConfig, withAdapter } from '../engine/peft/lora/index.ts';
+import { exportPeftLora } from '../engine/io/export-peft.ts';
+import { HELD_OUT_FRACTION, openCompressedFolder } from './compress.ts';
+import { type CompressProgress, type CompressRequest, EngineApi } from './engine-api.ts';
 
 const DEMO = 'public/models/demo';
 const SAMPLE = readFileSync('public/datasets/alpaca-facts.jsonl');
 const store = new MemoryBlobStore();
 const api = new EngineApi(() => testGpu(), { store: () => store });
-/** A few short rows keep the CPU adapter's evaluations quick. */
-const evaluation = { rows: 2, maxTokens: 24 };
+/** A few short rows and a short speed measure keep the CPU adapter's evaluations quick. */
+const evaluation = { rows: 2, maxTokens: 24, genTokens: 2, genRepeats: 1 };
 const dataset = { file: new Blob([SAMPLE]), fileName: 'alpaca-facts.jsonl', import: { trainOnPrompt: false, skipBadRows: false } };
 
 beforeAll(async () => {
@@ -33,8 +41,8 @@ beforeAll(async () => {
   expect(r.ok).toBe(true);
 });
 
-/** The evaluation rows the worker measures on, prepared here independently. */
-async function rows() {
+/** The held-out rows the worker measures on (and the rest), prepared here independently. */
+async function split() {
   const demo = await openModelDirectory(DEMO);
   const prepared = await prepareDataset(blobSource(new Blob([SAMPLE]), 'alpaca-facts.jsonl'), {
     tokenizer: await loadFolderTokenizer(demo),
@@ -44,7 +52,12 @@ async function rows() {
     valFraction: 0,
     seed: 0,
   });
-  return prepared.train.slice(0, evaluation.rows).map((e) => ({ inputIds: Array.from(e.inputIds), labels: Array.from(e.labels) }));
+  const all = prepared.train.map((e) => ({ inputIds: Array.from(e.inputIds), labels: Array.from(e.labels) }));
+  return splitHeldOut(all, HELD_OUT_FRACTION, 0, evaluation.rows);
+}
+
+async function rows() {
+  return (await split()).held;
 }
 
 describe('compression through EngineApi', () => {
@@ -67,6 +80,10 @@ describe('compression through EngineApi', () => {
       expect(res.before.parameters).toBe(parameterCount(demo.config));
       expect(res.after.parameters).toBe(parameterCount(written.config));
       expect(res.evalRows).toBe(evalRows.length);
+      expect(res.before.tokensPerSecond).toBeGreaterThan(0);
+      expect(res.after.tokensPerSecond).toBeGreaterThan(0);
+      expect(res.recovery).toBeNull();
+      expect(res.distill).toBeNull();
       expect(res.before.loss).toBeCloseTo(baseLoss, 5);
       const model = await loadModel(gpu, written);
       const after = (await evaluateLoss(model, evalRows)).loss;
@@ -92,8 +109,8 @@ describe('compression through EngineApi', () => {
     expect([...stages]).toEqual(['preparing', 'evaluating-before', 'writing', 'evaluating-after']);
   });
 
-  it('measures no loss without a dataset, refuses a bad option and stores nothing on cancel', async () => {
-    const r = await api.compressModel({ technique: { kind: 'nm-2-4' }, dataset: null });
+  it('measures no loss without a dataset, refuses bad requests and stores nothing when a recovery is cancelled', async () => {
+    const r = await api.compressModel({ technique: { kind: 'nm-2-4' }, dataset: null, evaluation });
     if (!r.ok) throw new Error(r.error.message);
     expect(r.value.before.loss).toBeNull();
     expect(r.value.after.loss).toBeNull();
@@ -101,13 +118,92 @@ describe('compression through EngineApi', () => {
     const bad = await api.compressModel({ technique: { kind: 'drop-layers', layers: [99] }, dataset: null });
     expect(bad.ok).toBe(false);
     if (!bad.ok) expect(bad.error.message).toMatch(/Layer 99 does not exist/);
+    const wanda = await api.compressModel({ technique: { kind: 'wanda', pattern: 'unstructured', sparsity: 0.5, calibrationRows: 4 }, dataset: null });
+    expect(wanda.ok).toBe(false);
+    if (!wanda.ok) expect(wanda.error.message).toMatch(/Wanda pruning needs rows/);
+    // Cancelled inside the recovery's training loop: nothing stays, not even the pruned folder it started from.
     const before = (await store.list('compressed/')).length;
     const controller = new AbortController();
-    const cancelled = await api.compressModel({ technique: { kind: 'cluster', k: 256, targets: 'projections' }, dataset: null }, (p) => {
-      if (p.stage === 'writing') controller.abort();
-    }, controller.signal);
+    const cancelled = await api.compressModel(
+      { technique: { kind: 'drop-layers', layers: [2] }, recovery: { steps: 50, rank: 4, lr: 1e-3 }, dataset, evaluation },
+      (p) => {
+        if (p.stage === 'recovering' && p.step && p.step.done >= 1) controller.abort();
+      },
+      controller.signal,
+    );
     expect(cancelled.ok).toBe(false);
     if (!cancelled.ok) expect(cancelled.error.name).toBe('CancelledError');
     expect((await store.list('compressed/')).length).toBe(before);
   });
+
+  it('Wanda 50 % with a 2-step LoRA recovery: zeros kept in every row, progress in rows and steps', async () => {
+    const seen: CompressProgress[] = [];
+    const r = await api.compressModel(
+      { technique: { kind: 'wanda', pattern: 'unstructured', sparsity: 0.5, calibrationRows: 4 }, recovery: { steps: 2, rank: 4, lr: 1e-3 }, dataset, evaluation },
+      (p) => seen.push(p),
+    );
+    if (!r.ok) throw new Error(r.error.message);
+    const res = r.value;
+    const calibrated = Math.min(4, (await split()).train.length);
+    expect(res.calibrationRows).toBe(calibrated);
+    expect(res.recovery?.steps).toBe(2);
+    expect(Number.isFinite(res.recovery?.firstLoss)).toBe(true);
+    expect(Number.isFinite(res.recovery?.lastLoss)).toBe(true);
+    const calib = seen.filter((p) => p.stage === 'calibrating').map((p) => p.step);
+    expect(calib.at(-1)).toEqual({ done: calibrated, total: calibrated, unit: 'rows' });
+    const steps = seen.filter((p) => p.stage === 'recovering' && p.step).map((p) => p.step!.done);
+    expect(steps).toEqual([0, 1, 2]);
+    // Only the result is stored: the pruned folder the recovery started from is gone.
+    const keys = (await store.list('compressed/')).map((b) => b.key);
+    expect(keys.some((k) => k.includes('-staging'))).toBe(false);
+    const written = await openCompressedFolder(store, res.id);
+    const reader = new WeightReader(written);
+    const q = await reader.read('model.layers.0.self_attn.q_proj.weight'); // (out, in)
+    const [, cols] = reader.shape('model.layers.0.self_attn.q_proj.weight');
+    for (let row = 0; row < q.length / cols; row++) {
+      const zeros = q.subarray(row * cols, (row + 1) * cols).filter((v) => v === 0).length;
+      expect(zeros).toBeGreaterThanOrEqual(cols / 2);
+    }
+    const gpu = await testGpu();
+    const model = await loadModel(gpu, written);
+    const after = (await evaluateLoss(model, await rows())).loss;
+    model.release();
+    expect(res.after.loss).toBeCloseTo(after, 5);
+  });
+
+  it('distils into a student without layer 1 from the loaded model with a stored run adapter', async () => {
+    const gpu = await testGpu();
+    const demo = await openModelDirectory(DEMO);
+    // A LoRA adapter with random A and B (init_lora_weights false), stored as a finished run stores it.
+    const base = await loadModel(gpu, demo);
+    const config = createLoraConfig({ r: 4, lora_alpha: 8, target_modules: 'all-linear', init_lora_weights: false });
+    const lora = createLora(base, config, { seed: 7 });
+    const files = exportPeftLora({ config: lora.config, tensors: await lora.toTensors(), modelConfig: base.config });
+    for (const [name, bytes] of files) {
+      await store.append(`runs/r-teacher/adapter/${name}`, bytes);
+      await store.finalize(`runs/r-teacher/adapter/${name}`, { size: bytes.byteLength });
+    }
+    const { held } = await split();
+    const teacherLoss = (await evaluateLoss(withAdapter(base, lora), held)).loss;
+    const baseLoss = (await evaluateLoss(base, held)).loss;
+    lora.release();
+    base.release();
+    const seen: CompressProgress[] = [];
+    const technique = { kind: 'distill' as const, dropLayers: [1], teacherAdapterRun: 'r-teacher', alpha: 0.5, temperature: 2, steps: 2, lr: 1e-3 };
+    const r = await api.compressModel({ technique, dataset, evaluation }, (p) => seen.push(p));
+    if (!r.ok) throw new Error(r.error.message);
+    const d = r.value.distill!;
+    expect(d.rows).toBe(held.length);
+    expect(d.teacher).toBeCloseTo(teacherLoss, 4);
+    expect(d.teacher).not.toBeCloseTo(baseLoss, 2);
+    expect(r.value.before.loss).toBeCloseTo(baseLoss, 5);
+    // The written student (bf16 like the demo) against the trained f32 student: close.
+    expect(r.value.after.loss).toBeCloseTo(d.studentAfter, 1);
+    expect(d.klBefore).toBeGreaterThan(0);
+    expect(seen.filter((p) => p.stage === 'distilling' && p.step).map((p) => p.step!.done)).toEqual([0, 1, 2]);
+    const written = await openCompressedFolder(store, r.value.id);
+    expect(written.config.numHiddenLayers).toBe(demo.config.numHiddenLayers - 1);
+    expect((await store.list('compressed/')).some((b) => b.key.includes('-staging'))).toBe(false);
+  });
+
 });

@@ -1,9 +1,10 @@
 // The worker's compression logic without a GPU: technique → the engine options the CLI passes
-// (checked against the model's sizes), technique labels and compressed-folder ids.
+// (checked against the model's sizes), recovery settings, the held-out split, technique labels and
+// compressed-folder ids.
 
 import { describe, expect, it } from 'vitest';
 import { parseModelConfig } from '../engine/model/config.ts';
-import { newCompressedId, techniqueLabel, techniqueOptions } from './compress.ts';
+import { type CompressTechnique, checkRecovery, newCompressedId, splitRows, techniqueLabel, techniqueOptions } from './compress.ts';
 
 const config = parseModelConfig({
   architectures: ['LlamaForCausalLM'],
@@ -27,6 +28,13 @@ describe('techniqueOptions', () => {
     expect(techniqueOptions({ kind: 'nm-2-4' }, config)).toEqual({ prune: { nm: { n: 2, m: 4 } } });
     expect(techniqueOptions({ kind: 'share-layers', group: 2 }, config)).toEqual({ share: { layerSource: [0, 0, 2, 2], init: 'mean' } });
     expect(techniqueOptions({ kind: 'cluster', k: 256, targets: 'all-matrices' }, config)).toEqual({ share: { cluster: { k: 256, seed: 0, targets: 'all-matrices' } } });
+    expect(techniqueOptions({ kind: 'wanda', pattern: 'unstructured', sparsity: 0.5, calibrationRows: 8 }, config)).toEqual({
+      prune: { unstructured: { sparsity: 0.5, scope: 'layer' }, criterion: 'wanda' },
+      calibrationRows: 8,
+    });
+    expect(techniqueOptions({ kind: 'wanda', pattern: '2:4', sparsity: 0.5, calibrationRows: 8 }, config)).toEqual({ prune: { nm: { n: 2, m: 4 }, criterion: 'wanda' }, calibrationRows: 8 });
+    const distill: CompressTechnique = { kind: 'distill', dropLayers: [3, 1], teacherAdapterRun: null, alpha: 0.5, temperature: 2, steps: 4, lr: 1e-3 };
+    expect(techniqueOptions(distill, config)).toEqual({ distill: { dropLayers: [1, 3], teacherAdapterRun: null, alpha: 0.5, temperature: 2, steps: 4, lr: 1e-3 } });
   });
 
   it('refuses options the model cannot take, saying which', () => {
@@ -40,12 +48,41 @@ describe('techniqueOptions', () => {
     expect(() => techniqueOptions({ kind: 'share-layers', group: 1 }, config)).toThrow(/at least 2 layers/);
     expect(() => techniqueOptions({ kind: 'cluster', k: 8 as 16, targets: 'projections' }, config)).toThrow(/16 or 256/);
     expect(() => techniqueOptions({ kind: 'cluster', k: 16, targets: 'projections' }, config)).not.toThrow();
+    expect(() => techniqueOptions({ kind: 'wanda', pattern: 'unstructured', sparsity: 0, calibrationRows: 8 }, config)).toThrow(/above 0 and below 1/);
+    expect(() => techniqueOptions({ kind: 'wanda', pattern: 'unstructured', sparsity: 0.5, calibrationRows: 0 }, config)).toThrow(/Calibration rows/);
+    const distill = { kind: 'distill' as const, dropLayers: [1], teacherAdapterRun: null, alpha: 0.5, temperature: 2, steps: 4, lr: 1e-3 };
+    expect(() => techniqueOptions({ ...distill, dropLayers: [0, 1, 2, 3] }, config)).toThrow(/keep at least one/);
+    expect(() => techniqueOptions({ ...distill, alpha: 2 }, config)).toThrow(/alpha/);
+    expect(() => techniqueOptions({ ...distill, temperature: 0 }, config)).toThrow(/temperature/);
+    expect(() => techniqueOptions({ ...distill, steps: 0 }, config)).toThrow(/Distillation steps/);
+    expect(() => techniqueOptions({ ...distill, lr: 0 }, config)).toThrow(/learning rate/);
+    expect(() => techniqueOptions({ ...distill, teacherAdapterRun: '../x' }, config)).toThrow(/no training run/);
+    expect(() => checkRecovery({ steps: 0, rank: 8, lr: 1e-3 })).toThrow(/Recovery steps/);
+    expect(() => checkRecovery({ steps: 2, rank: 0, lr: 1e-3 })).toThrow(/rank/);
+    expect(() => checkRecovery({ steps: 2, rank: 8, lr: 2 })).toThrow(/learning rate/);
+    expect(() => checkRecovery({ steps: 2, rank: 8, lr: 1e-3 })).not.toThrow();
+  });
+
+  it('holds out a fifth of the rows (seeded, capped), the rest calibrate and train', () => {
+    const rows = Array.from({ length: 50 }, (_, i) => ({ inputIds: [i, i + 1] }));
+    const s = splitRows(rows, 32);
+    expect(s.held).toHaveLength(10);
+    expect(s.train).toHaveLength(40);
+    expect(new Set([...s.held, ...s.train]).size).toBe(50);
+    expect(splitRows(rows, 32)).toEqual(s);
+    expect(splitRows(rows, 3).held).toHaveLength(3);
+    expect(splitRows(rows.slice(0, 1), 32)).toEqual({ held: [rows[0]], train: [] });
+    expect(splitRows(rows.slice(0, 2), 32)).toMatchObject({ held: [expect.anything()], train: [expect.anything()] });
   });
 
   it('labels techniques and makes distinct ids', () => {
     expect(techniqueLabel({ kind: 'drop-layers', layers: [1] })).toBe('drop layer 1');
     expect(techniqueLabel({ kind: 'sparsity', sparsity: 0.5, scope: 'layer' })).toBe('50 % magnitude sparsity (per tensor)');
     expect(techniqueLabel({ kind: 'cluster', k: 16, targets: 'projections' })).toBe('k-means clustering, k = 16 (projections)');
+    expect(techniqueLabel({ kind: 'wanda', pattern: 'unstructured', sparsity: 0.5, calibrationRows: 8 })).toBe('50 % Wanda sparsity');
+    expect(techniqueLabel({ kind: 'distill', dropLayers: [2], teacherAdapterRun: 'r1', alpha: 0.5, temperature: 2, steps: 4, lr: 1e-3 })).toBe(
+      'distillation into a student without layer 2 (teacher with the adapter of run r1)',
+    );
     expect(newCompressedId(1000, 0.1)).not.toBe(newCompressedId(1000, 0.2));
     expect(newCompressedId(1000, 0.1)).toMatch(/^c[0-9a-z]+$/);
   });

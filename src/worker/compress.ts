@@ -1,21 +1,31 @@
-// The studio's compression: one technique (structured pruning of layers, heads or MLP neurons,
-// unstructured or 2:4 sparsity, blocks shared across depth, k-means clustering) applied to the
-// loaded model's folder with the engine's pruneModel / shareModel, the new folder's files written
-// into the store under compressed/<id>/, and the model measured before and after: weight bytes,
-// parameters, and the evaluation loss on the Data screen's dataset (when one is imported) of the
-// loaded model and of the written folder loaded back on the GPU. The folder downloads as a zip.
+// The studio's compression: one technique applied to the loaded model's folder with the same
+// engine functions the CLI uses — structured pruning of layers, heads or MLP neurons, unstructured or
+// 2:4 sparsity by magnitude, Wanda (calibrated on the request's rows) with an optional LoRA recovery
+// fine-tune after any pruning (compress/pipeline.ts), blocks shared across depth and k-means
+// clustering (shareModel), and distillation of the loaded model (optionally with the adapter of a
+// finished training run) into a student with fewer layers initialised from its weights. The new
+// folder's files go into the store under compressed/<id>/ (intermediate folders under a second id,
+// removed at the end), and the model is measured before and after: weight bytes, parameters, the
+// evaluation loss on the held-out rows of the request's dataset, and greedy generation speed (the
+// median of a few timed runs); distillation adds the student's and teacher's held-out losses. Long
+// steps report n of N with their unit, and every step stops on the abort signal with nothing kept.
+// The folder downloads as a zip with every file deflated.
 
 import { type ExportedFile, folderBytes } from '../engine/compress/folder.ts';
+import { type StepProgress, calibrateAndPrune, distillToFolder, generationSpeed, recoverPrunedFolder, splitHeldOut } from '../engine/compress/pipeline.ts';
 import { type PruneOptions, pruneModel } from '../engine/compress/prune.ts';
 import { type ShareOptions, groupedLayerSource, shareModel } from '../engine/compress/share.ts';
 import { prepareDataset } from '../engine/data/dataset.ts';
 import type { ColumnMapping, ExampleFormat } from '../engine/data/formats.ts';
 import type { DatasetFileFormat } from '../engine/data/readers.ts';
 import { CancelledError, InvalidArgumentError, MissingFileError } from '../engine/errors.ts';
-import { type ModelFolder, openModelFolder } from '../engine/io/model-folder.ts';
+import { type FileSet, type ModelFolder, openModelFolder } from '../engine/io/model-folder.ts';
 import { blobSource } from '../engine/io/source.ts';
 import { type ModelConfig, parameterCount } from '../engine/model/config.ts';
 import { type LlamaModel, type TokenRow, evaluateLoss, loadModel } from '../engine/model/llama.ts';
+import type { Tokenizer } from '../engine/model/tokenizer.ts';
+import { type PeftAdapter, withForwardOptions } from '../engine/peft/adapter.ts';
+import { loadAdapter } from '../engine/peft/methods.ts';
 import type { BlobStore } from '../engine/store/store.ts';
 import { type ModelService, storeFileSet } from './models.ts';
 import { type ExportProgress, type ExportedDownload, zipEntries } from './run-export.ts';
@@ -28,12 +38,21 @@ export type CompressTechnique =
   | { kind: 'neurons'; remove: number }
   | { kind: 'sparsity'; sparsity: number; scope: 'layer' | 'global' }
   | { kind: 'nm-2-4' }
+  | { kind: 'wanda'; pattern: 'unstructured' | '2:4'; sparsity: number; calibrationRows: number }
   | { kind: 'share-layers'; group: number }
-  | { kind: 'cluster'; k: 16 | 256; targets: 'projections' | 'all-matrices' };
+  | { kind: 'cluster'; k: 16 | 256; targets: 'projections' | 'all-matrices' }
+  | { kind: 'distill'; dropLayers: number[]; teacherAdapterRun: string | null; alpha: number; temperature: number; steps: number; lr: number };
 
 export type CompressKind = CompressTechnique['kind'];
 
-/** The dataset the Data screen imported, and how it imported it. */
+/** The LoRA recovery fine-tune after pruning: optimizer steps, rank (alpha is twice the rank), peak learning rate. */
+export interface RecoverySettings {
+  steps: number;
+  rank: number;
+  lr: number;
+}
+
+/** The dataset the Data screen imported (or the studio's sample), and how it is read. */
 export interface CompressDataset {
   file: Blob;
   fileName: string;
@@ -42,10 +61,16 @@ export interface CompressDataset {
 
 export interface CompressRequest {
   technique: CompressTechnique;
-  /** Rows the loss is measured on; null: no loss is measured. */
+  /** Rows for the loss (held out), calibration and fine-tuning (the rest); null: no loss is measured, and Wanda, recovery and distillation are refused. */
   dataset: CompressDataset | null;
-  /** The first `rows` rows of the dataset (default EVAL_ROWS), each cut to `maxTokens` tokens (default EVAL_MAX_TOKENS). */
-  evaluation?: { rows?: number; maxTokens?: number };
+  /** LoRA recovery after a pruning technique; null or absent: none. */
+  recovery?: RecoverySettings | null;
+  /**
+   * The held-out rows (at most `rows`, default EVAL_ROWS; each row of the dataset cut to
+   * `maxTokens` tokens, default EVAL_MAX_TOKENS) and the speed measure (`genTokens` new tokens per
+   * run, default SPEED_TOKENS, median of `genRepeats` runs, default SPEED_REPEATS).
+   */
+  evaluation?: { rows?: number; maxTokens?: number; genTokens?: number; genRepeats?: number };
 }
 
 /** One side of the before/after table. */
@@ -54,8 +79,26 @@ export interface CompressMeasure {
   weightBytes: number;
   /** Parameters of the weights the config needs (a shared block counts once; a clustered weight counts its values). */
   parameters: number;
-  /** Mean cross-entropy over the evaluation rows' counted tokens; null without a dataset. */
+  /** Mean cross-entropy over the held-out rows' counted tokens; null without a dataset. */
   loss: number | null;
+  /** Greedy generation speed on this device: the median of the timed runs. */
+  tokensPerSecond: number;
+}
+
+/** Held-out measures of a distillation (forward only, temperature 1). */
+export interface DistillMeasures {
+  rows: number;
+  /** The student's cross-entropy before training (the teacher with layers dropped) and after. */
+  studentBefore: number;
+  studentAfter: number;
+  /** The teacher's cross-entropy (with its adapter when one is chosen). */
+  teacher: number;
+  /** KL(teacher ‖ student) before and after. */
+  klBefore: number;
+  klAfter: number;
+  /** The distillation loss of the first and last step. */
+  firstLoss: number;
+  lastLoss: number;
 }
 
 export interface CompressResult {
@@ -64,24 +107,50 @@ export interface CompressResult {
   label: string;
   before: CompressMeasure;
   after: CompressMeasure;
-  /** Evaluation rows and counted tokens (0 without a dataset). */
+  /** Held-out evaluation rows and counted tokens (0 without a dataset). */
   evalRows: number;
   evalTokens: number;
+  /** Rows the Wanda norms were measured on; null for other techniques. */
+  calibrationRows: number | null;
+  /** The recovery fine-tune's steps and the training loss of its first and last step; null without recovery. */
+  recovery: { steps: number; firstLoss: number | null; lastLoss: number | null } | null;
+  /** Distillation's held-out measures; null for other techniques. */
+  distill: DistillMeasures | null;
   /** The files of the compressed folder in the store. */
   files: { name: string; bytes: number }[];
 }
 
+export type CompressStage =
+  | 'preparing'
+  | 'evaluating-before'
+  | 'calibrating'
+  | 'writing'
+  | 'recovering'
+  | 'distill-before'
+  | 'distilling'
+  | 'distill-after'
+  | 'evaluating-after';
+
 export interface CompressProgress {
-  stage: 'preparing' | 'evaluating-before' | 'writing' | 'evaluating-after';
+  stage: CompressStage;
   /** Bytes written of the folder (during 'writing'). */
   bytesDone: number;
   bytesTotal: number;
+  /** Calibration rows, or recovery / distillation steps, done of all (during 'calibrating', 'recovering', 'distilling'). */
+  step?: StepProgress;
 }
 
 /** Rows of the dataset the loss is measured on, at most. */
 export const EVAL_ROWS = 32;
-/** Tokens per evaluation row, at most. */
+/** Tokens per evaluation row, at most; also the sequence length of calibration and fine-tuning. */
 export const EVAL_MAX_TOKENS = 256;
+/** Share of the dataset's rows held out for the loss (the rest calibrate and train). */
+export const HELD_OUT_FRACTION = 0.2;
+/** New tokens per timed generation, and timed generations per speed measure. */
+export const SPEED_TOKENS = 8;
+export const SPEED_REPEATS = 3;
+/** The prompt of the speed measure when there is no dataset. */
+const SPEED_PROMPT = 'Once upon a time';
 
 const PREFIX = 'compressed/';
 
@@ -109,10 +178,14 @@ export function techniqueLabel(t: CompressTechnique): string {
       return `${Math.round(t.sparsity * 1000) / 10} % magnitude sparsity (${t.scope === 'global' ? 'global' : 'per tensor'})`;
     case 'nm-2-4':
       return '2:4 sparsity (magnitude)';
+    case 'wanda':
+      return t.pattern === '2:4' ? '2:4 sparsity (Wanda)' : `${Math.round(t.sparsity * 1000) / 10} % Wanda sparsity`;
     case 'share-layers':
       return `blocks shared by groups of ${t.group} layers`;
     case 'cluster':
       return `k-means clustering, k = ${t.k} (${t.targets === 'all-matrices' ? 'all matrices' : 'projections'})`;
+    case 'distill':
+      return `distillation into a student without layer${t.dropLayers.length === 1 ? '' : 's'} ${t.dropLayers.join(', ')}${t.teacherAdapterRun ? ` (teacher with the adapter of run ${t.teacherAdapterRun})` : ''}`;
   }
 }
 
@@ -120,17 +193,45 @@ function positiveInt(n: number, what: string, max: number): void {
   if (!Number.isInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`${what} must be a whole number from 1 to ${max}; got ${n}.`);
 }
 
-/** The engine options of a technique on a model with config `c`, checked against the model's sizes. */
-export function techniqueOptions(t: CompressTechnique, c: ModelConfig): { prune: PruneOptions } | { share: ShareOptions } {
+function checkLayers(layers: readonly number[], L: number, what: string): number[] {
+  if (layers.length === 0) throw new InvalidArgumentError(`${what}: choose at least one layer.`);
+  const bad = layers.find((l) => !Number.isInteger(l) || l < 0 || l >= L);
+  if (bad !== undefined) throw new InvalidArgumentError(`Layer ${bad} does not exist: the model has layers 0 to ${L - 1}.`);
+  if (new Set(layers).size >= L) throw new InvalidArgumentError(`Dropping every layer leaves no model; keep at least one of the ${L}.`);
+  return [...new Set(layers)].sort((a, b) => a - b);
+}
+
+/** Distillation's settings as the engine takes them. */
+export interface DistillSettings {
+  dropLayers: number[];
+  teacherAdapterRun: string | null;
+  alpha: number;
+  temperature: number;
+  steps: number;
+  lr: number;
+}
+
+/** Most optimizer steps of a recovery or distillation run in the studio. */
+export const MAX_STUDIO_STEPS = 10000;
+
+/** Checks recovery settings; throws InvalidArgumentError naming the setting. */
+export function checkRecovery(r: RecoverySettings): void {
+  positiveInt(r.steps, 'Recovery steps', MAX_STUDIO_STEPS);
+  positiveInt(r.rank, 'Recovery LoRA rank', 1024);
+  if (!(Number.isFinite(r.lr) && r.lr > 0 && r.lr <= 1)) throw new InvalidArgumentError(`The recovery learning rate must be above 0 and at most 1; got ${r.lr}.`);
+}
+
+/**
+ * The engine options of a technique on a model with config `c`, checked against the model's sizes:
+ * pruneModel's (with the calibration rows Wanda takes), shareModel's, or distillation's.
+ */
+export function techniqueOptions(
+  t: CompressTechnique,
+  c: ModelConfig,
+): { prune: PruneOptions; calibrationRows?: number } | { share: ShareOptions } | { distill: DistillSettings } {
   switch (t.kind) {
-    case 'drop-layers': {
-      const L = c.numHiddenLayers;
-      if (t.layers.length === 0) throw new InvalidArgumentError('Choose at least one layer to drop.');
-      const bad = t.layers.find((l) => !Number.isInteger(l) || l < 0 || l >= L);
-      if (bad !== undefined) throw new InvalidArgumentError(`Layer ${bad} does not exist: the model has layers 0 to ${L - 1}.`);
-      if (new Set(t.layers).size >= L) throw new InvalidArgumentError(`Dropping every layer leaves no model; keep at least one of the ${L}.`);
-      return { prune: { dropLayers: [...new Set(t.layers)].sort((a, b) => a - b) } };
-    }
+    case 'drop-layers':
+      return { prune: { dropLayers: checkLayers(t.layers, c.numHiddenLayers, 'Layers to drop') } };
     case 'heads': {
       if (t.mode === 'kv-groups') positiveInt(t.remove, 'KV head groups removed', c.numKeyValueHeads - 1);
       else positiveInt(t.remove, 'Query heads removed per KV group', c.numAttentionHeads / c.numKeyValueHeads - 1);
@@ -144,6 +245,12 @@ export function techniqueOptions(t: CompressTechnique, c: ModelConfig): { prune:
       return { prune: { unstructured: { sparsity: t.sparsity, scope: t.scope } } };
     case 'nm-2-4':
       return { prune: { nm: { n: 2, m: 4 } } };
+    case 'wanda':
+      positiveInt(t.calibrationRows, 'Calibration rows', 100000);
+      if (t.pattern === '2:4') return { prune: { nm: { n: 2, m: 4 }, criterion: 'wanda' }, calibrationRows: t.calibrationRows };
+      if (t.pattern !== 'unstructured') throw new InvalidArgumentError(`The Wanda pattern must be "unstructured" or "2:4"; got ${JSON.stringify(t.pattern)}.`);
+      if (!(t.sparsity > 0 && t.sparsity < 1)) throw new InvalidArgumentError(`Sparsity must be above 0 and below 1 (a fraction of the weights); got ${t.sparsity}.`);
+      return { prune: { unstructured: { sparsity: t.sparsity, scope: 'layer' }, criterion: 'wanda' }, calibrationRows: t.calibrationRows };
     case 'share-layers':
       positiveInt(t.group, 'Layers per shared block', c.numHiddenLayers);
       if (t.group < 2) throw new InvalidArgumentError('A shared block needs at least 2 layers.');
@@ -151,6 +258,17 @@ export function techniqueOptions(t: CompressTechnique, c: ModelConfig): { prune:
     case 'cluster':
       if (t.k !== 16 && t.k !== 256) throw new InvalidArgumentError(`The codebook size must be 16 or 256; got ${String(t.k)}.`);
       return { share: { cluster: { k: t.k, seed: 0, targets: t.targets } } };
+    case 'distill': {
+      const dropLayers = checkLayers(t.dropLayers, c.numHiddenLayers, 'Layers the student drops');
+      if (!(t.alpha >= 0 && t.alpha <= 1)) throw new InvalidArgumentError(`alpha (the weight of the teacher's term) must be from 0 to 1; got ${t.alpha}.`);
+      if (!(Number.isFinite(t.temperature) && t.temperature > 0 && t.temperature <= 100)) throw new InvalidArgumentError(`The temperature must be above 0 and at most 100; got ${t.temperature}.`);
+      positiveInt(t.steps, 'Distillation steps', MAX_STUDIO_STEPS);
+      if (!(Number.isFinite(t.lr) && t.lr > 0 && t.lr <= 1)) throw new InvalidArgumentError(`The distillation learning rate must be above 0 and at most 1; got ${t.lr}.`);
+      if (t.teacherAdapterRun !== null && (typeof t.teacherAdapterRun !== 'string' || !/^[^/]+$/.test(t.teacherAdapterRun))) {
+        throw new InvalidArgumentError(`There is no training run ${JSON.stringify(t.teacherAdapterRun)}.`);
+      }
+      return { distill: { dropLayers, teacherAdapterRun: t.teacherAdapterRun, alpha: t.alpha, temperature: t.temperature, steps: t.steps, lr: t.lr } };
+    }
     default:
       throw new InvalidArgumentError(`Unknown compression technique ${JSON.stringify((t as { kind?: unknown }).kind)}.`);
   }
@@ -170,25 +288,16 @@ function checkAbort(signal: AbortSignal): void {
   if (signal.aborted) throw new CancelledError('The compression was cancelled.', { hint: 'Nothing was kept; run it again when ready.' });
 }
 
-/** The evaluation rows of the dataset, tokenized with the loaded model's tokenizer. */
-async function evalRows(
-  dataset: CompressDataset,
-  loaded: NonNullable<ReturnType<ModelService['active']>>,
-  evaluation: CompressRequest['evaluation'],
-  signal: AbortSignal,
-): Promise<TokenRow[]> {
-  const count = evaluation?.rows ?? EVAL_ROWS;
-  const maxTokens = evaluation?.maxTokens ?? EVAL_MAX_TOKENS;
-  if (!Number.isInteger(count) || count < 1) throw new InvalidArgumentError(`Evaluation rows must be a whole number of at least 1; got ${count}.`);
-  if (!Number.isInteger(maxTokens) || maxTokens < 2) throw new InvalidArgumentError(`Evaluation tokens per row must be a whole number of at least 2; got ${maxTokens}.`);
+/** The dataset's rows, tokenized with the loaded model's tokenizer, each cut to `maxTokens` tokens. */
+async function datasetRows(dataset: CompressDataset, tokenizer: Tokenizer, maxTokens: number, signal: AbortSignal): Promise<TokenRow[]> {
   const source = blobSource(dataset.file, dataset.fileName);
   try {
     const imp = dataset.import;
     const prepared = await prepareDataset(source, {
-      tokenizer: loaded.tokenizer,
+      tokenizer,
       format: imp.format as ExampleFormat | undefined,
       mapping: imp.mapping as ColumnMapping | undefined,
-      maxLength: Math.min(maxTokens, loaded.model.config.maxPositionEmbeddings),
+      maxLength: maxTokens,
       trainOnPrompt: imp.trainOnPrompt,
       skipBadRows: imp.skipBadRows,
       valFraction: 0,
@@ -196,12 +305,22 @@ async function evalRows(
       read: imp.fileFormat ? { format: imp.fileFormat as DatasetFileFormat } : undefined,
       signal,
     });
-    const rows = prepared.train.slice(0, count).map((e) => ({ inputIds: Array.from(e.inputIds), labels: Array.from(e.labels) }));
+    const rows = prepared.train.map((e) => ({ inputIds: Array.from(e.inputIds), labels: Array.from(e.labels) }));
     if (rows.length === 0) throw new InvalidArgumentError(`The dataset ${dataset.fileName} has no rows to measure the loss on.`);
     return rows;
   } finally {
     await source.close?.();
   }
+}
+
+/**
+ * The request's rows split with seed 0 (compress/pipeline.ts splitHeldOut): HELD_OUT_FRACTION held
+ * out for the loss (at most `rows` of them), the rest for calibration and fine-tuning. A dataset of
+ * one row is measured on that row and has none to train on.
+ */
+export function splitRows(rows: readonly TokenRow[], maxHeld: number): { held: TokenRow[]; train: TokenRow[] } {
+  if (rows.length === 1) return { held: [rows[0]], train: [] };
+  return splitHeldOut(rows, HELD_OUT_FRACTION, 0, maxHeld);
 }
 
 async function writeFiles(store: BlobStore, id: string, files: readonly ExportedFile[], signal: AbortSignal, onProgress?: (p: CompressProgress) => void): Promise<void> {
@@ -229,9 +348,30 @@ export async function openCompressedFolder(store: BlobStore, id: string): Promis
   return openModelFolder(storeFileSet(store, prefix, names, `compressed ${id}`));
 }
 
-async function lossOf(model: LlamaModel, rows: readonly TokenRow[] | null): Promise<number | null> {
-  return rows ? (await evaluateLoss(model, rows)).loss : null;
+/** The adapter files of a finished training run (what its method saved; the model card aside). */
+async function runAdapterFiles(store: BlobStore, runId: string): Promise<FileSet> {
+  const prefix = `runs/${runId}/adapter/`;
+  const names = (await store.list(prefix))
+    .filter((b) => b.complete)
+    .map((b) => b.key.slice(prefix.length))
+    .filter((n) => n !== 'README.md' && !n.includes('/'));
+  if (!names.includes('adapter_config.json')) {
+    throw new MissingFileError(`Training run ${runId} has no adapter in the store.`, { hint: 'Choose a completed run of an adapter method (a full fine-tune is a whole model), or no adapter.' });
+  }
+  return storeFileSet(store, prefix, names, `training run ${runId}`);
 }
+
+/** The loss, when there are rows, and the generation speed of `model`. */
+async function measure(model: LlamaModel, rows: readonly TokenRow[] | null, prompt: readonly number[], request: CompressRequest, signal: AbortSignal): Promise<{ loss: number | null; tokensPerSecond: number }> {
+  const loss = rows ? (await evaluateLoss(model, rows)).loss : null;
+  checkAbort(signal);
+  const speed = await generationSpeed(model, prompt, { tokens: request.evaluation?.genTokens ?? SPEED_TOKENS, repeats: request.evaluation?.genRepeats ?? SPEED_REPEATS, signal });
+  checkAbort(signal);
+  return { loss, tokensPerSecond: speed.tokensPerSecond };
+}
+
+const needsData = (what: string) =>
+  new InvalidArgumentError(`${what} needs rows of text: choose the Data screen's dataset or the sample dataset.`, { hint: 'Import a dataset on the Data screen, or pick the sample dataset in the Data field.' });
 
 /** Applies the technique to the loaded model's folder, stores the result and measures both. */
 export async function compressLoaded(deps: CompressDeps, request: CompressRequest, signal: AbortSignal, onProgress?: (p: CompressProgress) => void): Promise<CompressResult> {
@@ -239,65 +379,204 @@ export async function compressLoaded(deps: CompressDeps, request: CompressReques
   const folder = deps.models.activeFolder();
   if (!loaded || !folder) throw new InvalidArgumentError('No model is loaded.', { hint: 'Load a model on the Model screen, then compress it.' });
   const options = techniqueOptions(request.technique, folder.config);
+  const recovery = request.recovery ?? null;
+  if (recovery) {
+    if (!('prune' in options)) throw new InvalidArgumentError('The LoRA recovery fine-tune follows pruning (layers, heads, neurons or sparsity); this technique has none.');
+    checkRecovery(recovery);
+  }
+  const maxTokens = request.evaluation?.maxTokens ?? EVAL_MAX_TOKENS;
+  const maxHeld = request.evaluation?.rows ?? EVAL_ROWS;
+  if (!Number.isInteger(maxHeld) || maxHeld < 1) throw new InvalidArgumentError(`Evaluation rows must be a whole number of at least 1; got ${maxHeld}.`);
+  if (!Number.isInteger(maxTokens) || maxTokens < 2) throw new InvalidArgumentError(`Evaluation tokens per row must be a whole number of at least 2; got ${maxTokens}.`);
+  const seqLen = Math.min(maxTokens, loaded.model.config.maxPositionEmbeddings);
+  if (!request.dataset) {
+    if (request.technique.kind === 'wanda') throw needsData('Wanda pruning');
+    if (request.technique.kind === 'distill') throw needsData('Distillation');
+    if (recovery) throw needsData('The LoRA recovery fine-tune');
+  }
+
   onProgress?.({ stage: 'preparing', bytesDone: 0, bytesTotal: 0 });
-  const rows = request.dataset ? await evalRows(request.dataset, loaded, request.evaluation, signal) : null;
+  const all = request.dataset ? await datasetRows(request.dataset, loaded.tokenizer, seqLen, signal) : null;
+  const { held, train } = all ? splitRows(all, maxHeld) : { held: null, train: [] as TokenRow[] };
+  if (all && train.length === 0 && (request.technique.kind === 'wanda' || request.technique.kind === 'distill' || recovery)) {
+    throw new InvalidArgumentError(`The dataset ${request.dataset!.fileName} has one row: it is held out for the loss, and none is left to calibrate or train on.`, {
+      hint: 'Use a dataset with more rows.',
+    });
+  }
+  const fromText = loaded.tokenizer.encode(SPEED_PROMPT);
+  const prompt = held ? held[0].inputIds.slice(0, Math.min(8, held[0].inputIds.length)) : fromText.length > 0 ? fromText : [0];
   checkAbort(signal);
   onProgress?.({ stage: 'evaluating-before', bytesDone: 0, bytesTotal: 0 });
-  const lossBefore = await lossOf(loaded.model, rows);
-  checkAbort(signal);
-  const { files } = 'prune' in options ? await pruneModel(folder, options.prune) : await shareModel(folder, options.share);
+  const before = await measure(loaded.model, held, prompt, request, signal);
+
   const store = deps.store();
+  const gpu = loaded.model.gpu;
   const id = newCompressedId();
+  // Intermediate folders (the pruned model before recovery, the student before distillation).
+  const stagingId = `${id}-staging`;
+  const step = (stage: CompressStage) => (p: StepProgress) => onProgress?.({ stage, bytesDone: 0, bytesTotal: 0, step: p });
+  const write = (target: string) => async (files: ExportedFile[]) => writeFiles(store, target, files, signal, onProgress);
+  let recovered: CompressResult['recovery'] = null;
+  let distilled: DistillMeasures | null = null;
+  let calibrationRows: number | null = null;
   try {
-    await writeFiles(store, id, files, signal, onProgress);
-    onProgress?.({ stage: 'evaluating-after', bytesDone: 0, bytesTotal: 0 });
-    const written = await openCompressedFolder(store, id);
-    let lossAfter: number | null = null;
-    if (rows) {
-      const model = await loadModel(loaded.model.gpu, written, { dtype: loaded.model.weightDtype });
-      try {
-        lossAfter = await lossOf(model, rows);
-      } finally {
-        model.release();
+    if ('prune' in options) {
+      let calibration;
+      if (options.prune.criterion === 'wanda') {
+        const rows = train.slice(0, options.calibrationRows);
+        calibrationRows = rows.length;
+        onProgress?.({ stage: 'calibrating', bytesDone: 0, bytesTotal: 0, step: { done: 0, total: rows.length, unit: 'rows' } });
+        calibration = { model: loaded.model, rows, signal, onProgress: step('calibrating') };
       }
+      const pruned = await calibrateAndPrune(folder, options.prune, calibration);
+      checkAbort(signal);
+      if (recovery) {
+        await write(stagingId)(pruned.files);
+        const prunedFolder = await openCompressedFolder(store, stagingId);
+        onProgress?.({ stage: 'recovering', bytesDone: 0, bytesTotal: 0, step: { done: 0, total: recovery.steps, unit: 'steps' } });
+        const r = await recoverPrunedFolder(gpu, prunedFolder, train, { steps: recovery.steps, rank: recovery.rank, alpha: 2 * recovery.rank, lr: recovery.lr, seqLen, seed: 0 }, write(id), {
+          signal,
+          onProgress: step('recovering'),
+        });
+        recovered = { steps: recovery.steps, firstLoss: r.firstLoss, lastLoss: r.lastLoss };
+      } else await write(id)(pruned.files);
+    } else if ('share' in options) {
+      await write(id)((await shareModel(folder, options.share)).files);
+    } else {
+      distilled = await distill(deps, options.distill, { folder, model: loaded.model }, { train, held: held as TokenRow[], seqLen, stagingId, id }, signal, onProgress);
     }
     checkAbort(signal);
+    onProgress?.({ stage: 'evaluating-after', bytesDone: 0, bytesTotal: 0 });
+    const written = await openCompressedFolder(store, id);
+    const model = await loadModel(gpu, written, { dtype: loaded.model.weightDtype });
+    let after;
+    try {
+      after = await measure(model, held, prompt, request, signal);
+    } finally {
+      model.release();
+    }
     return {
       id,
       label: techniqueLabel(request.technique),
-      before: { weightBytes: weightFileBytes(folder), parameters: parameterCount(folder.config), loss: lossBefore },
-      after: { weightBytes: weightFileBytes(written), parameters: parameterCount(written.config), loss: lossAfter },
-      evalRows: rows?.length ?? 0,
-      evalTokens: rows ? rows.reduce((n, r) => n + (r.labels ?? r.inputIds).slice(1).filter((l) => l >= 0).length, 0) : 0,
-      files: files.map((f) => ({ name: f.name, bytes: f.bytes })),
+      before: { weightBytes: weightFileBytes(folder), parameters: parameterCount(folder.config), ...before },
+      after: { weightBytes: weightFileBytes(written), parameters: parameterCount(written.config), ...after },
+      evalRows: held?.length ?? 0,
+      evalTokens: held ? held.reduce((n, r) => n + (r.labels ?? r.inputIds).slice(1).filter((l) => l >= 0).length, 0) : 0,
+      calibrationRows,
+      recovery: recovered,
+      distill: distilled,
+      files: (await store.list(compressedKeys.folder(id))).filter((b) => b.complete).map((b) => ({ name: b.key.slice(compressedKeys.folder(id).length), bytes: b.size })),
     };
   } catch (e) {
     await store.delete(compressedKeys.folder(id));
     throw e;
+  } finally {
+    await store.delete(compressedKeys.folder(stagingId));
   }
 }
 
-/** The compressed folder `id` as a zip download (tensors stored, text deflated). */
+/**
+ * Distils the loaded model (through the adapter of a finished run when one is chosen) into a student
+ * made from its folder with layers dropped (written to the staging id, then trained and written to
+ * `id`), measuring the student and the teacher on the held-out rows before and after.
+ */
+async function distill(
+  deps: CompressDeps,
+  o: DistillSettings,
+  loaded: { folder: ModelFolder; model: LlamaModel },
+  at: { train: TokenRow[]; held: TokenRow[]; seqLen: number; stagingId: string; id: string },
+  signal: AbortSignal,
+  onProgress?: (p: CompressProgress) => void,
+): Promise<DistillMeasures> {
+  const store = deps.store();
+  if (loaded.model.params[loaded.model.headName].dtype !== 'f32') {
+    throw new InvalidArgumentError('Distillation needs the teacher (the loaded model) with f32 weights; this model was loaded with 16-bit weights to fit.', {
+      hint: 'Distil a smaller model, or use `whetstone distill` on a machine with more memory.',
+    });
+  }
+  let adapter: PeftAdapter | null = null;
+  try {
+    if (o.teacherAdapterRun) {
+      adapter = await loadAdapter(loaded.model, await runAdapterFiles(store, o.teacherAdapterRun));
+      if ((adapter.virtualTokens ?? 0) > 0) {
+        throw new InvalidArgumentError('A prompt-tuning adapter puts virtual tokens in front of every sequence, so the teacher and the student would not see the same positions.', {
+          hint: 'Choose an adapter of another method, or no adapter.',
+        });
+      }
+    }
+    const teacher = adapter ? withForwardOptions(loaded.model, adapter.inferenceOptions()) : loaded.model;
+    const student = await pruneModel(loaded.folder, { dropLayers: o.dropLayers });
+    await writeFiles(store, at.stagingId, student.files, signal, onProgress);
+    const studentFolder = await openCompressedFolder(store, at.stagingId);
+    onProgress?.({ stage: 'distilling', bytesDone: 0, bytesTotal: 0, step: { done: 0, total: o.steps, unit: 'steps' } });
+    const r = await distillToFolder({
+      teacher,
+      studentFolder,
+      train: at.train,
+      held: at.held,
+      options: { steps: o.steps, lr: o.lr, temperature: o.temperature, alpha: o.alpha, seqLen: at.seqLen, seed: 0 },
+      write: (files) => writeFiles(store, at.id, files, signal, onProgress),
+      signal,
+      onStage: (s) => {
+        if (s !== 'training') onProgress?.({ stage: s === 'measuring-before' ? 'distill-before' : 'distill-after', bytesDone: 0, bytesTotal: 0 });
+      },
+      onProgress: (p) => onProgress?.({ stage: 'distilling', bytesDone: 0, bytesTotal: 0, step: p }),
+    });
+    const b = r.before!;
+    const a = r.after!;
+    return {
+      rows: a.tokens > 0 ? at.held.length : 0,
+      studentBefore: b.studentLoss,
+      studentAfter: a.studentLoss,
+      teacher: a.teacherLoss,
+      klBefore: b.kl,
+      klAfter: a.kl,
+      firstLoss: r.losses[0],
+      lastLoss: r.losses[r.losses.length - 1],
+    };
+  } finally {
+    adapter?.release();
+  }
+}
+
+/** A model folder's files as zip entries, every file deflated (the zeros of sparse weights and the sign/exponent bytes of floats compress). */
+async function folderZipEntries(files: FileSet): Promise<{ name: string; bytes: number; compress: boolean; chunks(): AsyncGenerator<Uint8Array> }[]> {
+  const SLICE = 8 * 1024 * 1024;
+  const out = [];
+  for (const name of files.list()) {
+    const probe = await files.open(name);
+    const bytes = probe.size;
+    await probe.close?.();
+    out.push({
+      name,
+      bytes,
+      compress: true,
+      async *chunks() {
+        const src = await files.open(name);
+        try {
+          for (let at = 0; at < src.size; at += SLICE) yield await src.read(at, Math.min(SLICE, src.size - at));
+        } finally {
+          await src.close?.();
+        }
+      },
+    });
+  }
+  return out;
+}
+
+/** A model folder as the studio's compressed download: a zip with every file deflated (level 6). */
+export async function zipModelFolder(files: FileSet, signal: AbortSignal, onProgress?: (p: ExportProgress) => void): Promise<Blob> {
+  return zipEntries(await folderZipEntries(files), signal, onProgress);
+}
+
+/** The compressed folder `id` as a zip download (every file deflated). */
 export async function downloadCompressed(store: BlobStore, id: string, signal: AbortSignal, onProgress?: (p: ExportProgress) => void): Promise<ExportedDownload> {
   const prefix = compressedKeys.folder(id);
-  const blobs = (await store.list(prefix)).filter((b) => b.complete);
-  if (blobs.length === 0) throw new MissingFileError(`There is no compressed model ${id} in the store.`, { hint: 'Run the compression again.' });
-  const entries = blobs.map((b) => ({
-    name: b.key.slice(prefix.length),
-    bytes: b.size,
-    compress: !b.key.endsWith('.safetensors'),
-    async *chunks() {
-      const src = await store.read(b.key);
-      try {
-        const SLICE = 8 * 1024 * 1024;
-        for (let at = 0; at < src.size; at += SLICE) yield await src.read(at, Math.min(SLICE, src.size - at));
-      } finally {
-        await src.close?.();
-      }
-    },
-  }));
-  const blob = await zipEntries(entries, signal, onProgress);
-  return { blob, fileName: `whetstone-compressed-${id}.zip`, bytes: blob.size, files: entries.map((e) => e.name) };
+  const names = (await store.list(prefix)).filter((b) => b.complete).map((b) => b.key.slice(prefix.length));
+  if (names.length === 0) throw new MissingFileError(`There is no compressed model ${id} in the store.`, { hint: 'Run the compression again.' });
+  const files = storeFileSet(store, prefix, names, `compressed ${id}`);
+  const blob = await zipModelFolder(files, signal, onProgress);
+  return { blob, fileName: `whetstone-compressed-${id}.zip`, bytes: blob.size, files: files.list() };
 }
 
 /** Removes the compressed folder `id` from the store. */

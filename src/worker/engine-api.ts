@@ -44,7 +44,7 @@ export type { DatasetImport, DatasetImportOptions, PreviewExample, PreviewPiece 
 export type { MemoryEstimate } from './memory-estimate.ts';
 export type { Result } from './result.ts';
 export type { ExportFormat, ExportProgress, ExportedDownload } from './run-export.ts';
-export type { CompressDataset, CompressKind, CompressMeasure, CompressProgress, CompressRequest, CompressResult, CompressTechnique } from './compress.ts';
+export type { CompressDataset, CompressKind, CompressMeasure, CompressProgress, CompressRequest, CompressResult, CompressStage, CompressTechnique, DistillMeasures, RecoverySettings } from './compress.ts';
 export type { RunRecord, RunStatus } from './runs.ts';
 export type { RunOverview, RunUpdate, StartTrainingRequest, TrainingPlan } from './training.ts';
 export type { RunPlan } from './train-plan.ts';
@@ -278,9 +278,10 @@ export class EngineApi {
   }
 
   /**
-   * Compresses the loaded model with one technique (pruning, sparsity, shared blocks, clustering), keeps
-   * the new folder in the store under compressed/<id>/ and measures weight bytes, parameters and (with
-   * a dataset) the evaluation loss before and after; a GPU job.
+   * Compresses the loaded model with one technique (pruning by magnitude or Wanda with an optional LoRA
+   * recovery, sparsity, shared blocks, clustering, distillation into fewer layers), keeps the new
+   * folder in the store under compressed/<id>/ and measures weight bytes, parameters, generation speed
+   * and (with a dataset) the held-out loss before and after; a GPU job that the abort token cancels.
    */
   async compressModel(request: CompressRequest, onProgress?: (p: CompressProgress) => void, abort?: AbortToken): Promise<Result<CompressResult>> {
     return this.withSignal(abort, (signal) => this.jobs.run('compressing', () => compressLoaded({ store: this.runStores.store, models: this.models }, request, signal, onProgress)));
