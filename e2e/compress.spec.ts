@@ -1,12 +1,13 @@
-import { expect, test } from '@playwright/test';
+import { type Page, expect, test } from '@playwright/test';
 import { watchProblems } from './watch.ts';
 
 // The Compress screen: without a model it points to the Model screen; with the demo model, k-means
-// clustering chosen with the keyboard runs and fills the before/after table (no dataset imported:
-// the loss says so), and the compressed folder downloads as a zip.
+// clustering chosen with the keyboard (no rows: the loss says so) runs and fills the before/after
+// table, and the compressed folder downloads as a zip. Wanda 50 % on the sample dataset with a
+// 2-step LoRA recovery: a wrong field shows its message and keeps Run disabled; the table shows the
+// loss, tokens/s and the recovery's losses as numbers; the zip downloads.
 
-test('clusters the demo model, shows before and after, and downloads the zip', async ({ page }) => {
-  const problems = watchProblems(page);
+async function loadDemo(page: Page): Promise<void> {
   await page.goto('/#compress');
   await expect(page.getByRole('tab', { name: 'Compress' })).toHaveAttribute('aria-selected', 'true');
   await expect(page.getByTestId('compress-no-model')).toContainText('No model is loaded.');
@@ -15,12 +16,27 @@ test('clusters the demo model, shows before and after, and downloads the zip', a
   await page.getByRole('button', { name: 'Load the demo model' }).click();
   await expect(page.getByTestId('loaded-name')).toHaveText('Demo model (built in)');
   await page.getByRole('tab', { name: 'Compress' }).click();
+}
 
-  // Keyboard: from the first technique, arrow down to the last one (k-means clustering).
+async function downloadZip(page: Page): Promise<void> {
+  const downloading = page.waitForEvent('download');
+  await page.getByRole('button', { name: 'Download zip' }).click();
+  const download = await downloading;
+  expect(download.suggestedFilename()).toMatch(/^whetstone-compressed-c[0-9a-z]+\.zip$/);
+  await expect(page.getByTestId('compress-notice')).toContainText('config.json');
+  await expect(page.getByTestId('compress-notice')).toContainText('model.safetensors');
+}
+
+test('clusters the demo model, shows before and after, and downloads the zip', async ({ page }) => {
+  const problems = watchProblems(page);
+  await loadDemo(page);
+
+  // Keyboard: from the first technique, arrow down to k-means clustering.
   await page.getByRole('radio', { name: 'Drop layers' }).focus();
-  for (let i = 0; i < 6; i++) await page.keyboard.press('ArrowDown');
+  for (let i = 0; i < 7; i++) await page.keyboard.press('ArrowDown');
   await expect(page.getByRole('radio', { name: 'k-means clustering' })).toBeChecked();
   await expect(page.getByLabel('Codebook size k')).toHaveValue('16');
+  await page.getByLabel('Data', { exact: true }).selectOption('none');
   await page.getByRole('button', { name: 'Run' }).focus();
   await page.keyboard.press('Enter');
 
@@ -29,13 +45,42 @@ test('clusters the demo model, shows before and after, and downloads the zip', a
   await expect(page.getByRole('heading', { name: /Before and after: k-means clustering, k = 16/ })).toBeVisible();
   await expect(table.getByRole('row', { name: /Eval loss/ })).toContainText('no dataset');
   await expect(table.getByRole('row', { name: /Weight file size/ })).toContainText('1,710,288 B');
-  if (process.env.WHETSTONE_SCREENSHOT) await page.screenshot({ path: process.env.WHETSTONE_SCREENSHOT, fullPage: true });
+  await expect(table.getByRole('row', { name: /Generation speed/ })).toContainText(/\d+\.\d tokens\/s/);
+  await downloadZip(page);
+  expect(problems).toEqual([]);
+});
 
-  const downloading = page.waitForEvent('download');
-  await page.getByRole('button', { name: 'Download zip' }).click();
-  const download = await downloading;
-  expect(download.suggestedFilename()).toMatch(/^whetstone-compressed-c[0-9a-z]+\.zip$/);
-  await expect(page.getByTestId('compress-notice')).toContainText('config.json');
-  await expect(page.getByTestId('compress-notice')).toContainText('model.safetensors');
+test('Wanda 50 % with a 2-step LoRA recovery on the sample dataset', async ({ page }) => {
+  // The recovery's first step compiles the training kernels, slow on a CPU adapter.
+  test.setTimeout(400_000);
+  const problems = watchProblems(page);
+  await loadDemo(page);
+  await page.getByRole('radio', { name: 'Wanda pruning' }).check();
+  await expect(page.getByLabel('Data', { exact: true })).toHaveValue('sample');
+
+  // A wrong field says what is wrong and keeps Run disabled until it is fixed.
+  const rows = page.getByLabel('Calibration rows');
+  await rows.fill('0');
+  await expect(rows).toHaveAttribute('aria-invalid', 'true');
+  await expect(page.getByText('Calibration rows must be a whole number from 1 to 100000.')).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Run' })).toBeDisabled();
+  await rows.fill('8');
+  await expect(page.getByRole('button', { name: 'Run' })).toBeEnabled();
+
+  await page.getByLabel('Fine-tune after pruning').check();
+  await page.getByLabel('Recovery steps').fill('2');
+  await expect(page.getByLabel('LoRA rank')).toHaveValue('8');
+  await page.getByRole('button', { name: 'Run' }).click();
+  await expect(page.getByTestId('compress-progress')).toBeVisible();
+
+  const table = page.getByTestId('compress-table');
+  await expect(table).toBeVisible({ timeout: 300_000 });
+  await expect(page.getByRole('heading', { name: /Before and after: 50 % Wanda sparsity/ })).toBeVisible();
+  await expect(table.getByRole('row', { name: /Eval loss \(\d+ held-out rows/ })).toContainText(/\d\.\d{4}.*\d\.\d{4}/);
+  await expect(table.getByRole('row', { name: /Generation speed/ })).toContainText(/\d+\.\d tokens\/s.*\d+\.\d tokens\/s/);
+  await expect(table.getByRole('row', { name: /Recovery training loss \(step 1 → step 2\)/ })).toContainText(/\d\.\d{4}.*\d\.\d{4}/);
+  await expect(table.getByRole('row', { name: /Weight file size/ })).toContainText('1,710,288 B');
+  if (process.env.WHETSTONE_SCREENSHOT) await page.screenshot({ path: process.env.WHETSTONE_SCREENSHOT, fullPage: true });
+  await downloadZip(page);
   expect(problems).toEqual([]);
 });

@@ -1,5 +1,5 @@
-// The Compress screen's before/after table: weight file size, parameters and the evaluation loss,
-// each with its change.
+// The Compress screen's before/after table (rows from compress-form.ts comparisonRows): weight file size,
+// parameters, held-out loss, tokens/s, and the recovery's or distillation's losses, each with its change.
 import type { CompressResult } from '../worker/engine-api.ts';
 import { comparisonRows } from './compress-form.ts';
 import { formatBytes } from './format.ts';

@@ -1,12 +1,16 @@
 // UI state of the Compress screen (zustand): the chosen technique and its options as typed text
-// (compress-form.ts), the run in progress with its stage and abort handle, the last result (the
-// before/after table) and the zip download in progress.
+// (compress-form.ts), the adapters of finished runs a distillation teacher can use, the run in
+// progress with its stage and abort handle, the last result (the before/after table) and the zip
+// download in progress. The rows a run uses are the Data screen's dataset (with its import settings)
+// or the studio's sample dataset, fetched here.
 
 import { create } from 'zustand';
-import type { CompressProgress, CompressResult, ExportProgress } from '../worker/engine-api.ts';
+import type { AdapterEntry, CompressDataset, CompressProgress, CompressResult, ExportProgress } from '../worker/engine-api.ts';
 import { type AbortHandle, abortHandle, progressCallback } from '../worker/client.ts';
 import { useData } from './data-store.ts';
-import { type CompressDraft, DEFAULT_DRAFT, techniqueFromDraft } from './compress-form.ts';
+import { type CompressDraft, DEFAULT_DRAFT, checkDraft } from './compress-form.ts';
+import { SAMPLE_DATASET } from './DataScreen.tsx';
+import { useModels } from './model-store.ts';
 import { getEngine } from './store.ts';
 import { saveBlob } from './train-store.ts';
 
@@ -18,7 +22,10 @@ interface CompressState {
   result: CompressResult | null;
   downloading: { abort: AbortHandle; progress: ExportProgress | null } | null;
   notice: Notice | null;
+  /** Adapters of finished training runs (a distillation teacher can use one); null until listed. */
+  adapters: AdapterEntry[] | null;
   setDraft: (patch: Partial<CompressDraft>) => void;
+  loadAdapters: () => Promise<void>;
   run: () => Promise<void>;
   cancel: () => void;
   download: () => Promise<void>;
@@ -31,40 +38,64 @@ export const useCompress = create<CompressState>((set, get) => ({
   result: null,
   downloading: null,
   notice: null,
+  adapters: null,
 
   setDraft(patch) {
     set({ draft: { ...get().draft, ...patch } });
   },
 
+  async loadAdapters() {
+    const r = await getEngine().listAdapters();
+    // Adapters of runs only (dropped files stay with the Playground); prompt tuning's virtual tokens do not fit distillation.
+    set({ adapters: r.ok ? r.value.filter((a) => a.source === 'run' && a.error === null && a.method !== 'prompt') : [] });
+  },
+
   async run() {
     if (get().running || get().downloading) return;
-    const parsed = techniqueFromDraft(get().draft);
-    if ('error' in parsed) {
-      set({ notice: { kind: 'error', text: parsed.error } });
+    const data = useData.getState();
+    const hasDataset = data.file !== null && data.result !== null && !data.result.error;
+    const loaded = useModels.getState().loaded;
+    const parsed = checkDraft(get().draft, { layers: loaded?.layers ?? 0, hasDataset });
+    if (!parsed.ok) {
+      set({ notice: { kind: 'error', text: Object.values(parsed.errors)[0] ?? 'Check the settings.' } });
       return;
     }
-    const data = useData.getState();
-    const s = data.settings;
-    const dataset =
-      data.file && data.result && !data.result.error
-        ? {
-            file: data.file,
-            fileName: data.file.name,
-            import: {
-              fileFormat: s.fileFormat ?? undefined,
-              format: s.format ?? undefined,
-              mapping: Object.keys(s.mapping).length > 0 ? (s.mapping as Record<string, string>) : undefined,
-              trainOnPrompt: s.trainOnPrompt,
-              skipBadRows: s.skipBadRows,
-            },
-          }
-        : null;
     const abort = abortHandle();
     set({ running: { abort, progress: null }, notice: null });
+    const s = data.settings;
+    let dataset: CompressDataset | null = null;
+    if (parsed.value.data === 'dataset' && data.file) {
+      dataset = {
+        file: data.file,
+        fileName: data.file.name,
+        import: {
+          fileFormat: s.fileFormat ?? undefined,
+          format: s.format ?? undefined,
+          mapping: Object.keys(s.mapping).length > 0 ? (s.mapping as Record<string, string>) : undefined,
+          trainOnPrompt: s.trainOnPrompt,
+          skipBadRows: s.skipBadRows,
+        },
+      };
+    } else if (parsed.value.data === 'sample') {
+      let file: Blob | null = null;
+      let why = '';
+      try {
+        const res = await fetch(`${import.meta.env.BASE_URL}${SAMPLE_DATASET}`);
+        if (res.ok) file = await res.blob();
+        else why = `HTTP ${res.status}`;
+      } catch (e) {
+        why = e instanceof Error ? e.message : String(e);
+      }
+      if (!file) {
+        set({ running: null, notice: { kind: 'error', text: `The sample dataset could not be read (${why}).`, hint: 'Import a dataset on the Data screen instead.' } });
+        return;
+      }
+      dataset = { file, fileName: SAMPLE_DATASET.split('/').pop() as string, import: { trainOnPrompt: false, skipBadRows: false } };
+    }
     const onProgress = progressCallback((p: CompressProgress) => {
       if (get().running?.abort === abort) set({ running: { abort, progress: p } });
     });
-    const r = await getEngine().compressModel({ technique: parsed.technique, dataset }, onProgress, abort.token);
+    const r = await getEngine().compressModel({ technique: parsed.value.technique, recovery: parsed.value.recovery, dataset }, onProgress, abort.token);
     if (r.ok) {
       const old = get().result;
       set({ running: null, result: r.value, notice: null });
