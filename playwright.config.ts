@@ -11,7 +11,11 @@ export const CHROMIUM_ARGS = [
   '--no-first-run',
   '--disable-dev-shm-usage',
 ];
-export const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-unsafe-swiftshader', '--use-angle=swiftshader', '--enable-features=Vulkan'];
+// `disable_workgroup_init`, as in the Node tests (src/engine/gpu/node.ts): Dawn skips zero-filling
+// workgroup memory, which on SwiftShader halves the time of every new pipeline's first run. Every
+// kernel writes its workgroup memory before reading it; the Node GPU tests would show garbage if one
+// did not. A person's browser keeps the zero-fill, which changes no result.
+export const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-unsafe-swiftshader', '--use-angle=swiftshader', '--enable-features=Vulkan', '--enable-dawn-features=disable_workgroup_init'];
 // WHETSTONE_E2E_PORT and WHETSTONE_E2E_DIST let two suites run side by side on one machine (each
 // with its own `vite build --outDir DIR`).
 const PORT = Number(process.env.WHETSTONE_E2E_PORT ?? 4173);
