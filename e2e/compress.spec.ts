@@ -5,7 +5,9 @@ import { watchProblems } from './watch.ts';
 // clustering chosen with the keyboard (no rows: the loss says so) runs and fills the before/after
 // table, and the compressed folder downloads as a zip. Wanda 50 % on the sample dataset with a
 // 2-step LoRA recovery: a wrong field shows its message and keeps Run disabled; the table shows the
-// loss, tokens/s and the recovery's losses as numbers; the zip downloads.
+// loss, tokens/s and the recovery's losses as numbers; the zip downloads. Then, in the same page,
+// distillation into a student with fewer heads and MLP neurons (every layer kept): an empty student
+// says why Run is disabled; the table shows fewer parameters and the student's and KL rows.
 
 async function loadDemo(page: Page): Promise<void> {
   await page.goto('/#compress');
@@ -50,9 +52,10 @@ test('clusters the demo model, shows before and after, and downloads the zip', a
   expect(problems).toEqual([]);
 });
 
-test('Wanda 50 % with a 2-step LoRA recovery on the sample dataset', async ({ page }) => {
-  // The recovery's first step compiles the training kernels, slow on a CPU adapter.
-  test.setTimeout(400_000);
+test('Wanda 50 % with a 2-step LoRA recovery, then distillation into a student with fewer heads and neurons', async ({ page }) => {
+  // The recovery's first step compiles the training kernels, slow on a CPU adapter; the distillation
+  // runs in the same page, so its worker reuses them.
+  test.setTimeout(600_000);
   const problems = watchProblems(page);
   await loadDemo(page);
   await page.getByRole('radio', { name: 'Wanda pruning' }).check();
@@ -81,6 +84,28 @@ test('Wanda 50 % with a 2-step LoRA recovery on the sample dataset', async ({ pa
   await expect(table.getByRole('row', { name: /Recovery training loss \(step 1 → step 2\)/ })).toContainText(/\d\.\d{4}.*\d\.\d{4}/);
   await expect(table.getByRole('row', { name: /Weight file size/ })).toContainText('1,710,288 B');
   if (process.env.WHETSTONE_SCREENSHOT) await page.screenshot({ path: process.env.WHETSTONE_SCREENSHOT, fullPage: true });
+  await downloadZip(page);
+
+  await page.getByRole('radio', { name: 'Distillation' }).check();
+  await expect(page.getByLabel("Teacher's adapter")).toHaveValue('');
+  // A student with every layer and nothing removed would be the teacher: Run stays disabled.
+  const layers = page.getByLabel('Layers the student drops');
+  await expect(layers).toHaveValue('2');
+  await layers.fill('');
+  await expect(page.getByText('The student must be smaller than the teacher')).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Run' })).toBeDisabled();
+  await page.getByLabel('Heads the student loses').fill('1');
+  await page.getByLabel('What a head is').selectOption('query-heads');
+  await page.getByLabel('MLP neurons the student loses').fill('64');
+  await page.getByLabel('Distillation steps').fill('1');
+  await page.getByRole('button', { name: 'Run' }).click();
+  await expect(page.getByRole('heading', { name: /Before and after: distillation into a student with 1 query head per group and 64 MLP neurons per layer fewer/ })).toBeVisible({
+    timeout: 300_000,
+  });
+  await expect(table.getByRole('row', { name: /Parameters/ })).toContainText(/853,120.*689,280.*−19\.2 %/);
+  await expect(table.getByRole('row', { name: /Student held-out loss/ })).toContainText(/\d\.\d{4}.*\d\.\d{4}/);
+  await expect(table.getByRole('row', { name: /KL\(teacher ‖ student\)/ })).toContainText(/\d\.\d{4}.*\d\.\d{4}/);
+  if (process.env.WHETSTONE_SCREENSHOT_DISTILL) await page.screenshot({ path: process.env.WHETSTONE_SCREENSHOT_DISTILL, fullPage: true });
   await downloadZip(page);
   expect(problems).toEqual([]);
 });

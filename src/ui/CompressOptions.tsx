@@ -170,8 +170,34 @@ export function DistillOptions(p: OptionsProps & { adapters: AdapterEntry[] | nu
           {missing && <option value={draft.distillAdapter}>Run {draft.distillAdapter}</option>}
         </select>
       </Field>
-      <Field id="cmp-student-layers" label="Layers the student drops" unit="layer numbers" help={`Comma-separated, counted from 0 (of 0 to ${layers - 1}); the student starts as the teacher without them.`} error={errors.distillLayers}>
+      <Field
+        id="cmp-student-layers"
+        label="Layers the student drops"
+        unit="layer numbers"
+        help={`Comma-separated, counted from 0 (of 0 to ${layers - 1}); empty keeps every layer. The student starts as the teacher without them.`}
+        error={errors.distillLayers}
+      >
         <TextInput {...p} id="cmp-student-layers" field="distillLayers" />
+      </Field>
+      <Field id="cmp-student-heads" label="Heads the student loses" unit="per layer" help="Empty for none. The least important heads (by weight magnitude) go from every layer." error={errors.distillHeads}>
+        <TextInput {...p} id="cmp-student-heads" field="distillHeads" mode="numeric" />
+      </Field>
+      {draft.distillHeads.trim() !== '' && (
+        <Field id="cmp-student-heads-mode" label="What a head is" help="KV head groups: whole key/value heads with the query heads that read them. Query heads: from every KV group.">
+          <select
+            id="cmp-student-heads-mode"
+            aria-describedby="cmp-student-heads-mode-help"
+            value={draft.distillHeadsMode}
+            disabled={disabled}
+            onChange={(e) => set({ distillHeadsMode: e.target.value as CompressDraft['distillHeadsMode'] })}
+          >
+            <option value="kv-groups">KV head groups</option>
+            <option value="query-heads">Query heads per group</option>
+          </select>
+        </Field>
+      )}
+      <Field id="cmp-student-neurons" label="MLP neurons the student loses" unit="per layer" help="Empty for none. Intermediate channels with the smallest ‖gate‖·‖up‖·‖down‖ go." error={errors.distillNeurons}>
+        <TextInput {...p} id="cmp-student-neurons" field="distillNeurons" mode="numeric" />
       </Field>
       <Field id="cmp-alpha" label="alpha" unit="0 to 1" help="Weight of the teacher term (T²·KL); the rest weighs the cross-entropy with the data's labels." error={errors.distillAlpha}>
         <TextInput {...p} id="cmp-alpha" field="distillAlpha" mode="decimal" />

@@ -1,7 +1,7 @@
 // The Compress screen: a technique for the loaded model (drop layers, prune heads or MLP neurons,
 // unstructured or 2:4 sparsity, Wanda pruning, blocks shared across depth, k-means clustering,
-// distillation into fewer layers) with its options (CompressOptions.tsx), the optional LoRA recovery
-// after pruning and the rows to use, Run with progress (n of N with units) and Cancel, the
+// distillation into a student with fewer layers, heads or MLP neurons) with its options
+// (CompressOptions.tsx), the optional LoRA recovery after pruning and the rows to use, Run with progress (n of N with units) and Cancel, the
 // before/after table (weight bytes, parameters, held-out loss, tokens/s; distillation's student and
 // teacher losses) and the compressed model folder as a zip download. Without a loaded model it points
 // to the Model screen.

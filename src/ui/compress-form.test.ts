@@ -28,7 +28,10 @@ describe('the Compress form', () => {
     expect(errorsOf({ kind: 'heads', headsRemove: '0' }).headsRemove).toMatch(/Heads removed/);
     expect(errorsOf({ kind: 'share-layers', shareGroup: '1' }).shareGroup).toMatch(/from 2 to 4/);
     expect(check({ kind: 'cluster', clusterK: '256' })).toMatchObject({ ok: true, value: { technique: { kind: 'cluster', k: 256, targets: 'projections' } } });
-    expect(draftFor(4, { ...d, layers: '0' }).layers).toBe('0');
+    expect(draftFor(4, { ...DEFAULT_DRAFT, layers: '0' }).layers).toBe('0');
+    // Defaults fill once per layer count: an emptied field stays empty, a new model's count refills it.
+    expect(draftFor(4, { ...d, distillLayers: '' }).distillLayers).toBe('');
+    expect(draftFor(6, { ...d, distillLayers: '' })).toMatchObject({ distillLayers: '3', layers: '2', defaultsFor: 6 });
   });
 
   it('parses Wanda with its calibration rows, and the LoRA recovery after any pruning', () => {
@@ -59,14 +62,25 @@ describe('the Compress form', () => {
     expect(check({ kind: 'distill', distillAdapter: '20261130-121530-4f2a9c' })).toEqual({
       ok: true,
       value: {
-        technique: { kind: 'distill', dropLayers: [2], teacherAdapterRun: '20261130-121530-4f2a9c', alpha: 0.5, temperature: 2, steps: 20, lr: 0.001 },
+        technique: { kind: 'distill', dropLayers: [2], heads: null, neurons: null, teacherAdapterRun: '20261130-121530-4f2a9c', alpha: 0.5, temperature: 2, steps: 20, lr: 0.001 },
         recovery: null,
         data: 'sample',
       },
     });
     expect(check({ kind: 'distill' })).toMatchObject({ ok: true, value: { technique: { teacherAdapterRun: null } } });
-    expect(errorsOf({ kind: 'distill', distillLayers: '', distillAlpha: '1.5', distillTemperature: '0', distillSteps: '0', distillLr: 'fast' })).toEqual({
-      distillLayers: expect.stringMatching(/give one or more layer numbers/),
+    // The student may keep every layer and lose heads and/or MLP neurons instead.
+    expect(check({ kind: 'distill', distillLayers: ' ', distillHeads: '1', distillHeadsMode: 'query-heads', distillNeurons: '64' })).toMatchObject({
+      ok: true,
+      value: { technique: { kind: 'distill', dropLayers: [], heads: { remove: 1, mode: 'query-heads' }, neurons: 64 } },
+    });
+    expect(check({ kind: 'distill', distillLayers: '', distillNeurons: '32' })).toMatchObject({ ok: true, value: { technique: { dropLayers: [], heads: null, neurons: 32 } } });
+    expect(errorsOf({ kind: 'distill', distillLayers: '' }).distillLayers).toMatch(/student must be smaller than the teacher/);
+    expect(errorsOf({ kind: 'distill', distillHeads: '0', distillNeurons: 'many' })).toEqual({
+      distillHeads: expect.stringMatching(/Heads the student loses must be a whole number from 1/),
+      distillNeurons: expect.stringMatching(/MLP neurons the student loses must be a whole number from 1/),
+    });
+    expect(errorsOf({ kind: 'distill', distillLayers: '5', distillAlpha: '1.5', distillTemperature: '0', distillSteps: '0', distillLr: 'fast' })).toEqual({
+      distillLayers: expect.stringMatching(/layer 5 does not exist/),
       distillAlpha: expect.stringMatching(/alpha must be a number from 0 to 1/),
       distillTemperature: expect.stringMatching(/Temperature must be a number above 0/),
       distillSteps: expect.stringMatching(/Distillation steps must be a whole number from 1/),
@@ -127,7 +141,7 @@ describe('the Compress form', () => {
       String,
     );
     expect(distilled.slice(4).map((x) => [x.label, x.before, x.after, x.change])).toEqual([
-      ['Student held-out loss (4 rows; before: layers dropped, untrained)', '9.0000', '8.0000', '−1.0000'],
+      ['Student held-out loss (4 rows; before: as pruned from the teacher, untrained)', '9.0000', '8.0000', '−1.0000'],
       ['Teacher held-out loss', '7.5000', '7.5000', '—'],
       ['KL(teacher ‖ student), held out', '1.5000', '0.5000', '−1.0000'],
       ['Distillation loss (first → last step)', '5.0000', '4.0000', '−1.0000'],

@@ -30,6 +30,10 @@ export interface CompressDraft {
   recoverRank: string;
   recoverLr: string;
   distillLayers: string;
+  /** Heads and MLP neurons the student loses in every layer ('' for none). */
+  distillHeads: string;
+  distillHeadsMode: 'kv-groups' | 'query-heads';
+  distillNeurons: string;
   /** Run id of the teacher's adapter, or '' for none. */
   distillAdapter: string;
   distillAlpha: string;
@@ -38,9 +42,11 @@ export interface CompressDraft {
   distillLr: string;
   /** null: the Data screen's dataset when one is imported, else the sample. */
   data: DataChoice | null;
+  /** The layer count the layer fields were defaulted for (draftFor); null before a model. */
+  defaultsFor: number | null;
 }
 
-export type DraftField = Exclude<keyof CompressDraft, 'kind' | 'headsMode' | 'scope' | 'wandaPattern' | 'clusterK' | 'clusterTargets' | 'recover'>;
+export type DraftField = Exclude<keyof CompressDraft, 'kind' | 'headsMode' | 'distillHeadsMode' | 'scope' | 'wandaPattern' | 'clusterK' | 'clusterTargets' | 'recover' | 'defaultsFor'>;
 
 export const DEFAULT_DRAFT: CompressDraft = {
   kind: 'drop-layers',
@@ -61,12 +67,16 @@ export const DEFAULT_DRAFT: CompressDraft = {
   recoverRank: '8',
   recoverLr: '0.001',
   distillLayers: '',
+  distillHeads: '',
+  distillHeadsMode: 'kv-groups',
+  distillNeurons: '',
   distillAdapter: '',
   distillAlpha: '0.5',
   distillTemperature: '2',
   distillSteps: '20',
   distillLr: '0.001',
   data: null,
+  defaultsFor: null,
 };
 
 export const TECHNIQUES: { kind: CompressKind; label: string; help: string }[] = [
@@ -85,7 +95,7 @@ export const TECHNIQUES: { kind: CompressKind; label: string; help: string }[] =
   {
     kind: 'distill',
     label: 'Distillation',
-    help: 'Trains a student with fewer layers (initialised from the loaded model) to match the loaded model, the teacher, on the rows; every student weight trains.',
+    help: 'Trains a smaller student (the loaded model with fewer layers, heads or MLP neurons) to match the loaded model, the teacher, on the rows; every student weight trains.',
   },
 ];
 
@@ -134,6 +144,11 @@ function numberIn(text: string, field: string, ok: (n: number) => boolean, range
 function percent(text: string, field: string): number | string {
   const r = numberIn(text, field, (p) => p > 0 && p < 100, 'above 0 and below 100 (a percentage)');
   return typeof r === 'string' ? r : r / 100;
+}
+
+/** A whole number from 1 to max, or null when the text is empty (none); a message when wrong. */
+function optionalWhole(text: string, field: string, max: number): number | null | string {
+  return text.trim() === '' ? null : wholeIn(text, field, 1, max);
 }
 
 /** Layer numbers typed as "1, 2", checked against the model's layers; a message when wrong. */
@@ -198,13 +213,28 @@ export function checkDraft(d: CompressDraft, ctx: DraftContext): { ok: true; val
       technique = { kind: 'cluster', k: d.clusterK === '256' ? 256 : 16, targets: d.clusterTargets };
       break;
     case 'distill': {
-      const dropLayers = take('distillLayers', layerList(d.distillLayers, 'Layers the student drops', ctx.layers));
+      const dropLayers = d.distillLayers.trim() === '' ? [] : take('distillLayers', layerList(d.distillLayers, 'Layers the student drops', ctx.layers));
+      const heads = take('distillHeads', optionalWhole(d.distillHeads, 'Heads the student loses', 1024));
+      const neurons = take('distillNeurons', optionalWhole(d.distillNeurons, 'MLP neurons the student loses', 1 << 20));
+      if (dropLayers?.length === 0 && heads === null && neurons === null) {
+        errors.distillLayers = 'The student must be smaller than the teacher: give layers to drop, or heads or MLP neurons to remove.';
+      }
       const alpha = take('distillAlpha', numberIn(d.distillAlpha, 'alpha', (a) => a >= 0 && a <= 1, 'from 0 to 1'));
       const temperature = take('distillTemperature', numberIn(d.distillTemperature, 'Temperature', (t) => t > 0 && t <= 100, 'above 0 and at most 100'));
       const steps = take('distillSteps', wholeIn(d.distillSteps, 'Distillation steps', 1, 10000));
       const lr = take('distillLr', numberIn(d.distillLr, 'Learning rate', (x) => x > 0 && x <= 1, 'above 0 and at most 1, e.g. 0.001'));
-      if (dropLayers && alpha !== undefined && temperature !== undefined && steps !== undefined && lr !== undefined) {
-        technique = { kind: 'distill', dropLayers, teacherAdapterRun: d.distillAdapter === '' ? null : d.distillAdapter, alpha, temperature, steps, lr };
+      if (!errors.distillLayers && dropLayers && heads !== undefined && neurons !== undefined && alpha !== undefined && temperature !== undefined && steps !== undefined && lr !== undefined) {
+        technique = {
+          kind: 'distill',
+          dropLayers,
+          heads: heads === null ? null : { remove: heads, mode: d.distillHeadsMode },
+          neurons,
+          teacherAdapterRun: d.distillAdapter === '' ? null : d.distillAdapter,
+          alpha,
+          temperature,
+          steps,
+          lr,
+        };
       }
       break;
     }
@@ -225,10 +255,15 @@ export function checkDraft(d: CompressDraft, ctx: DraftContext): { ok: true; val
   return { ok: true, value: { technique, recovery, data } };
 }
 
-/** The draft with the layer to drop (and the student's dropped layer) defaulting to the model's middle layer. */
+/**
+ * The draft for a model of `layers` layers: once per layer count, empty layer fields (the layer to
+ * drop, the student's dropped layer) default to the model's middle layer; after that an emptied field
+ * stays empty (a student may keep every layer).
+ */
 export function draftFor(layers: number, d: CompressDraft): CompressDraft {
+  if (d.defaultsFor === layers) return d;
   const middle = String(Math.floor(layers / 2));
-  return { ...d, layers: d.layers || middle, distillLayers: d.distillLayers || middle };
+  return { ...d, layers: d.layers || middle, distillLayers: d.distillLayers || middle, defaultsFor: layers };
 }
 
 export const STAGE_LABELS: Record<CompressStage, string> = {
@@ -305,7 +340,7 @@ export function comparisonRows(r: CompressResult, fmtBytes: (n: number) => strin
   if (r.distill) {
     const d = r.distill;
     rows.push(
-      { label: `Student held-out loss (${int(d.rows)} rows; before: layers dropped, untrained)`, before: d.studentBefore.toFixed(4), after: d.studentAfter.toFixed(4), change: diff(d.studentBefore, d.studentAfter) },
+      { label: `Student held-out loss (${int(d.rows)} rows; before: as pruned from the teacher, untrained)`, before: d.studentBefore.toFixed(4), after: d.studentAfter.toFixed(4), change: diff(d.studentBefore, d.studentAfter) },
       { label: 'Teacher held-out loss', before: d.teacher.toFixed(4), after: d.teacher.toFixed(4), change: '—' },
       { label: 'KL(teacher ‖ student), held out', before: d.klBefore.toFixed(4), after: d.klAfter.toFixed(4), change: diff(d.klBefore, d.klAfter) },
       { label: 'Distillation loss (first → last step)', before: d.firstLoss.toFixed(4), after: d.lastLoss.toFixed(4), change: diff(d.firstLoss, d.lastLoss) },

@@ -8,7 +8,7 @@ import { create } from 'zustand';
 import type { AdapterEntry, CompressDataset, CompressProgress, CompressResult, ExportProgress } from '../worker/engine-api.ts';
 import { type AbortHandle, abortHandle, progressCallback } from '../worker/client.ts';
 import { useData } from './data-store.ts';
-import { type CompressDraft, DEFAULT_DRAFT, checkDraft } from './compress-form.ts';
+import { type CompressDraft, DEFAULT_DRAFT, checkDraft, draftFor } from './compress-form.ts';
 import { SAMPLE_DATASET } from './DataScreen.tsx';
 import { useModels } from './model-store.ts';
 import { getEngine } from './store.ts';
@@ -55,7 +55,8 @@ export const useCompress = create<CompressState>((set, get) => ({
     const data = useData.getState();
     const hasDataset = data.file !== null && data.result !== null && !data.result.error;
     const loaded = useModels.getState().loaded;
-    const parsed = checkDraft(get().draft, { layers: loaded?.layers ?? 0, hasDataset });
+    const layers = loaded?.layers ?? 0;
+    const parsed = checkDraft(draftFor(layers, get().draft), { layers, hasDataset });
     if (!parsed.ok) {
       set({ notice: { kind: 'error', text: Object.values(parsed.errors)[0] ?? 'Check the settings.' } });
       return;

@@ -5,8 +5,9 @@
 // whose "before" loss is the loaded model's, and which downloads as a zip with config.json and
 // model.safetensors. Wanda with a 2-step LoRA recovery keeps half of every row's weights at zero and
 // reports its calibration rows and steps; distillation (teacher: the loaded model with the LoRA
-// adapter of a stored run) reports the teacher's and student's held-out losses as the engine
-// measures them; cancelling mid-recovery keeps nothing.
+// adapter of a stored run; the student loses a layer, a query head per group and 64 MLP neurons)
+// reports the teacher's and student's held-out losses as the engine measures them and writes the
+// smaller config; cancelling mid-recovery keeps nothing.
 
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,6 +23,8 @@ import { openModelDirectory } from '../engine/io/model-folder-node.ts';
 import { loadFolderTokenizer } from '../engine/model/tokenizer-folder.ts';
 import { splitHeldOut } from '../engine/compress/pipeline.ts';
 import { WeightReader } from '../engine/compress/folder.ts';
+import { pruneModel } from '../engine/compress/prune.ts';
+import { blobFileSet, openModelFolder } from '../engine/io/model-folder.ts';
 import { createLora, createLoraConfig, withAdapter } from '../engine/peft/lora/index.ts';
 import { exportPeftLora } from '../engine/io/export-peft.ts';
 import { HELD_OUT_FRACTION, openCompressedFolder } from './compress.ts';
@@ -91,6 +94,11 @@ describe('compression through EngineApi', () => {
       expect(res.after.loss).toBeCloseTo(after, 5);
       if (technique.kind === 'drop-layers') {
         expect(written.config.numHiddenLayers).toBe(demo.config.numHiddenLayers - 1);
+    expect(written.config.numAttentionHeads).toBe(demo.config.numAttentionHeads - demo.config.numKeyValueHeads);
+    expect(written.config.numKeyValueHeads).toBe(demo.config.numKeyValueHeads);
+    expect(written.config.intermediateSize).toBe(demo.config.intermediateSize - 64);
+    expect(r.value.after.parameters).toBe(parameterCount(written.config));
+    expect(r.value.after.parameters).toBeLessThan(r.value.before.parameters);
         expect(res.after.weightBytes).toBeLessThan(res.before.weightBytes);
         expect(res.after.parameters).toBeLessThan(res.before.parameters);
       } else {
@@ -171,7 +179,7 @@ describe('compression through EngineApi', () => {
     expect(res.after.loss).toBeCloseTo(after, 5);
   });
 
-  it('distils into a student without layer 1 from the loaded model with a stored run adapter', async () => {
+  it('distils into a student without layer 1, with one query head per group and 64 MLP neurons fewer, from the loaded model with a stored run adapter', async () => {
     const gpu = await testGpu();
     const demo = await openModelDirectory(DEMO);
     // A LoRA adapter with random A and B (init_lora_weights false), stored as a finished run stores it.
@@ -189,13 +197,35 @@ describe('compression through EngineApi', () => {
     lora.release();
     base.release();
     const seen: CompressProgress[] = [];
-    const technique = { kind: 'distill' as const, dropLayers: [1], teacherAdapterRun: 'r-teacher', alpha: 0.5, temperature: 2, steps: 2, lr: 1e-3 };
+    // The student as pruneModel makes it from the demo folder, loaded and measured independently.
+    const pruned = await pruneModel(demo, { dropLayers: [1], heads: { mode: 'query-heads', remove: 1 }, neurons: { remove: 64 } });
+    const blobs: Record<string, Blob> = {};
+    for (const f of pruned.files) {
+      const parts: BlobPart[] = [];
+      for await (const c of f.chunks()) parts.push(c.slice());
+      blobs[f.name] = new Blob(parts);
+    }
+    const untrained = await loadModel(gpu, await openModelFolder(blobFileSet(blobs)), { dtype: 'f32' });
+    const untrainedLoss = (await evaluateLoss(untrained, held)).loss;
+    untrained.release();
+    const technique = {
+      kind: 'distill' as const,
+      dropLayers: [1],
+      heads: { mode: 'query-heads' as const, remove: 1 },
+      neurons: 64,
+      teacherAdapterRun: 'r-teacher',
+      alpha: 0.5,
+      temperature: 2,
+      steps: 2,
+      lr: 1e-3,
+    };
     const r = await api.compressModel({ technique, dataset, evaluation }, (p) => seen.push(p));
     if (!r.ok) throw new Error(r.error.message);
     const d = r.value.distill!;
     expect(d.rows).toBe(held.length);
     expect(d.teacher).toBeCloseTo(teacherLoss, 4);
     expect(d.teacher).not.toBeCloseTo(baseLoss, 2);
+    expect(d.studentBefore).toBeCloseTo(untrainedLoss, 4);
     expect(r.value.before.loss).toBeCloseTo(baseLoss, 5);
     // The written student (bf16 like the demo) against the trained f32 student: close.
     expect(r.value.after.loss).toBeCloseTo(d.studentAfter, 1);
@@ -203,6 +233,11 @@ describe('compression through EngineApi', () => {
     expect(seen.filter((p) => p.stage === 'distilling' && p.step).map((p) => p.step!.done)).toEqual([0, 1, 2]);
     const written = await openCompressedFolder(store, r.value.id);
     expect(written.config.numHiddenLayers).toBe(demo.config.numHiddenLayers - 1);
+    expect(written.config.numAttentionHeads).toBe(demo.config.numAttentionHeads - demo.config.numKeyValueHeads);
+    expect(written.config.numKeyValueHeads).toBe(demo.config.numKeyValueHeads);
+    expect(written.config.intermediateSize).toBe(demo.config.intermediateSize - 64);
+    expect(r.value.after.parameters).toBe(parameterCount(written.config));
+    expect(r.value.after.parameters).toBeLessThan(r.value.before.parameters);
     expect((await store.list('compressed/')).some((b) => b.key.includes('-staging'))).toBe(false);
   });
 

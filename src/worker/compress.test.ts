@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parseModelConfig } from '../engine/model/config.ts';
 import { type CompressTechnique, checkRecovery, newCompressedId, splitRows, techniqueLabel, techniqueOptions } from './compress.ts';
 
-const config = parseModelConfig({
+const raw = {
   architectures: ['LlamaForCausalLM'],
   model_type: 'llama',
   hidden_size: 64,
@@ -17,7 +17,8 @@ const config = parseModelConfig({
   vocab_size: 100,
   max_position_embeddings: 128,
   rms_norm_eps: 1e-5,
-});
+};
+const config = parseModelConfig(raw);
 
 describe('techniqueOptions', () => {
   it('maps each technique onto the options the CLI gives pruneModel / shareModel', () => {
@@ -34,7 +35,14 @@ describe('techniqueOptions', () => {
     });
     expect(techniqueOptions({ kind: 'wanda', pattern: '2:4', sparsity: 0.5, calibrationRows: 8 }, config)).toEqual({ prune: { nm: { n: 2, m: 4 }, criterion: 'wanda' }, calibrationRows: 8 });
     const distill: CompressTechnique = { kind: 'distill', dropLayers: [3, 1], teacherAdapterRun: null, alpha: 0.5, temperature: 2, steps: 4, lr: 1e-3 };
-    expect(techniqueOptions(distill, config)).toEqual({ distill: { dropLayers: [1, 3], teacherAdapterRun: null, alpha: 0.5, temperature: 2, steps: 4, lr: 1e-3 } });
+    expect(techniqueOptions(distill, config)).toEqual({ distill: { student: { dropLayers: [1, 3] }, teacherAdapterRun: null, alpha: 0.5, temperature: 2, steps: 4, lr: 1e-3 } });
+    // The student may lose heads and MLP neurons too, or instead of layers.
+    expect(techniqueOptions({ ...distill, dropLayers: [], heads: { remove: 1, mode: 'query-heads' }, neurons: 32 }, config)).toMatchObject({
+      distill: { student: { heads: { mode: 'query-heads', remove: 1 }, neurons: { remove: 32 } } },
+    });
+    expect(techniqueOptions({ ...distill, heads: { remove: 1, mode: 'kv-groups' }, neurons: null }, config)).toMatchObject({
+      distill: { student: { dropLayers: [1, 3], heads: { mode: 'kv-groups', remove: 1 } } },
+    });
   });
 
   it('refuses options the model cannot take, saying which', () => {
@@ -57,6 +65,14 @@ describe('techniqueOptions', () => {
     expect(() => techniqueOptions({ ...distill, steps: 0 }, config)).toThrow(/Distillation steps/);
     expect(() => techniqueOptions({ ...distill, lr: 0 }, config)).toThrow(/learning rate/);
     expect(() => techniqueOptions({ ...distill, teacherAdapterRun: '../x' }, config)).toThrow(/no training run/);
+    expect(() => techniqueOptions({ ...distill, dropLayers: [] }, config)).toThrow(/student must be smaller than the teacher/);
+    expect(() => techniqueOptions({ ...distill, heads: { remove: 2, mode: 'kv-groups' } }, config)).toThrow(/KV head groups removed must be a whole number from 1 to 1/);
+    expect(() => techniqueOptions({ ...distill, neurons: 128 }, config)).toThrow(/MLP neurons removed must be a whole number from 1 to 127/);
+    const mha = parseModelConfig({ ...raw, num_key_value_heads: 4 });
+    expect(() => techniqueOptions({ kind: 'heads', remove: 1, mode: 'query-heads' }, mha)).toThrow(/one query head, which must stay; remove KV head groups instead/);
+    const mqa = parseModelConfig({ ...raw, num_key_value_heads: 1 });
+    expect(() => techniqueOptions({ kind: 'heads', remove: 1, mode: 'kv-groups' }, mqa)).toThrow(/one KV head group, which must stay/);
+    expect(() => techniqueOptions({ kind: 'heads', remove: 1, mode: 'groups' as 'kv-groups' }, config)).toThrow(/"kv-groups" or "query-heads"/);
     expect(() => checkRecovery({ steps: 0, rank: 8, lr: 1e-3 })).toThrow(/Recovery steps/);
     expect(() => checkRecovery({ steps: 2, rank: 0, lr: 1e-3 })).toThrow(/rank/);
     expect(() => checkRecovery({ steps: 2, rank: 8, lr: 2 })).toThrow(/learning rate/);
@@ -80,6 +96,12 @@ describe('techniqueOptions', () => {
     expect(techniqueLabel({ kind: 'sparsity', sparsity: 0.5, scope: 'layer' })).toBe('50 % magnitude sparsity (per tensor)');
     expect(techniqueLabel({ kind: 'cluster', k: 16, targets: 'projections' })).toBe('k-means clustering, k = 16 (projections)');
     expect(techniqueLabel({ kind: 'wanda', pattern: 'unstructured', sparsity: 0.5, calibrationRows: 8 })).toBe('50 % Wanda sparsity');
+    expect(techniqueLabel({ kind: 'distill', dropLayers: [], heads: { remove: 1, mode: 'query-heads' }, neurons: 64, teacherAdapterRun: null, alpha: 0.5, temperature: 2, steps: 4, lr: 1e-3 })).toBe(
+      'distillation into a student with 1 query head per group and 64 MLP neurons per layer fewer',
+    );
+    expect(techniqueLabel({ kind: 'distill', dropLayers: [1, 2], heads: { remove: 2, mode: 'kv-groups' }, teacherAdapterRun: null, alpha: 0.5, temperature: 2, steps: 4, lr: 1e-3 })).toBe(
+      'distillation into a student without layers 1, 2 and with 2 KV head groups fewer',
+    );
     expect(techniqueLabel({ kind: 'distill', dropLayers: [2], teacherAdapterRun: 'r1', alpha: 0.5, temperature: 2, steps: 4, lr: 1e-3 })).toBe(
       'distillation into a student without layer 2 (teacher with the adapter of run r1)',
     );

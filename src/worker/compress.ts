@@ -41,7 +41,18 @@ export type CompressTechnique =
   | { kind: 'wanda'; pattern: 'unstructured' | '2:4'; sparsity: number; calibrationRows: number }
   | { kind: 'share-layers'; group: number }
   | { kind: 'cluster'; k: 16 | 256; targets: 'projections' | 'all-matrices' }
-  | { kind: 'distill'; dropLayers: number[]; teacherAdapterRun: string | null; alpha: number; temperature: number; steps: number; lr: number };
+  | {
+      kind: 'distill';
+      /** The student: the loaded model without these layers, with these heads and MLP neurons pruned in every layer (at least one of the three). */
+      dropLayers: number[];
+      heads?: { remove: number; mode: 'kv-groups' | 'query-heads' } | null;
+      neurons?: number | null;
+      teacherAdapterRun: string | null;
+      alpha: number;
+      temperature: number;
+      steps: number;
+      lr: number;
+    };
 
 export type CompressKind = CompressTechnique['kind'];
 
@@ -184,13 +195,44 @@ export function techniqueLabel(t: CompressTechnique): string {
       return `blocks shared by groups of ${t.group} layers`;
     case 'cluster':
       return `k-means clustering, k = ${t.k} (${t.targets === 'all-matrices' ? 'all matrices' : 'projections'})`;
-    case 'distill':
-      return `distillation into a student without layer${t.dropLayers.length === 1 ? '' : 's'} ${t.dropLayers.join(', ')}${t.teacherAdapterRun ? ` (teacher with the adapter of run ${t.teacherAdapterRun})` : ''}`;
+    case 'distill': {
+      const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+      const fewer = [
+        t.heads ? (t.heads.mode === 'kv-groups' ? plural(t.heads.remove, 'KV head group', 'KV head groups') : `${plural(t.heads.remove, 'query head', 'query heads')} per group`) : '',
+        t.neurons ? `${plural(t.neurons, 'MLP neuron', 'MLP neurons')} per layer` : '',
+      ].filter((x) => x !== '');
+      const student = [
+        t.dropLayers.length > 0 ? `without layer${t.dropLayers.length === 1 ? '' : 's'} ${t.dropLayers.join(', ')}` : '',
+        fewer.length > 0 ? `with ${fewer.join(' and ')} fewer` : '',
+      ]
+        .filter((x) => x !== '')
+        .join(' and ');
+      return `distillation into a student ${student}${t.teacherAdapterRun ? ` (teacher with the adapter of run ${t.teacherAdapterRun})` : ''}`;
+    }
   }
 }
 
 function positiveInt(n: number, what: string, max: number): void {
   if (!Number.isInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`${what} must be a whole number from 1 to ${max}; got ${n}.`);
+}
+
+/** Head pruning's option, checked against the model's heads (one KV group, or one query head per group, must stay). */
+function headsOption(h: { remove: number; mode: 'kv-groups' | 'query-heads' }, c: ModelConfig): NonNullable<PruneOptions['heads']> {
+  const perGroup = c.numAttentionHeads / c.numKeyValueHeads;
+  if (h.mode === 'kv-groups') {
+    if (c.numKeyValueHeads < 2) throw new InvalidArgumentError(`This model has one KV head group, which must stay; remove query heads per group instead.`);
+    positiveInt(h.remove, 'KV head groups removed', c.numKeyValueHeads - 1);
+  } else if (h.mode === 'query-heads') {
+    if (perGroup < 2) throw new InvalidArgumentError(`Each KV group of this model has one query head, which must stay; remove KV head groups instead.`);
+    positiveInt(h.remove, 'Query heads removed per KV group', perGroup - 1);
+  } else throw new InvalidArgumentError(`What a head is must be "kv-groups" or "query-heads"; got ${JSON.stringify(h.mode)}.`);
+  return { mode: h.mode, remove: h.remove };
+}
+
+/** Neuron pruning's option, checked against the MLP width (one neuron must stay). */
+function neuronsOption(remove: number, c: ModelConfig): NonNullable<PruneOptions['neurons']> {
+  positiveInt(remove, 'MLP neurons removed', c.intermediateSize - 1);
+  return { remove };
 }
 
 function checkLayers(layers: readonly number[], L: number, what: string): number[] {
@@ -203,7 +245,8 @@ function checkLayers(layers: readonly number[], L: number, what: string): number
 
 /** Distillation's settings as the engine takes them. */
 export interface DistillSettings {
-  dropLayers: number[];
+  /** How pruneModel makes the student from the teacher's folder. */
+  student: Pick<PruneOptions, 'dropLayers' | 'heads' | 'neurons'>;
   teacherAdapterRun: string | null;
   alpha: number;
   temperature: number;
@@ -232,14 +275,10 @@ export function techniqueOptions(
   switch (t.kind) {
     case 'drop-layers':
       return { prune: { dropLayers: checkLayers(t.layers, c.numHiddenLayers, 'Layers to drop') } };
-    case 'heads': {
-      if (t.mode === 'kv-groups') positiveInt(t.remove, 'KV head groups removed', c.numKeyValueHeads - 1);
-      else positiveInt(t.remove, 'Query heads removed per KV group', c.numAttentionHeads / c.numKeyValueHeads - 1);
-      return { prune: { heads: { mode: t.mode, remove: t.remove } } };
-    }
+    case 'heads':
+      return { prune: { heads: headsOption(t, c) } };
     case 'neurons':
-      positiveInt(t.remove, 'MLP neurons removed', c.intermediateSize - 1);
-      return { prune: { neurons: { remove: t.remove } } };
+      return { prune: { neurons: neuronsOption(t.remove, c) } };
     case 'sparsity':
       if (!(t.sparsity > 0 && t.sparsity < 1)) throw new InvalidArgumentError(`Sparsity must be above 0 and below 1 (a fraction of the weights); got ${t.sparsity}.`);
       return { prune: { unstructured: { sparsity: t.sparsity, scope: t.scope } } };
@@ -259,7 +298,13 @@ export function techniqueOptions(
       if (t.k !== 16 && t.k !== 256) throw new InvalidArgumentError(`The codebook size must be 16 or 256; got ${String(t.k)}.`);
       return { share: { cluster: { k: t.k, seed: 0, targets: t.targets } } };
     case 'distill': {
-      const dropLayers = checkLayers(t.dropLayers, c.numHiddenLayers, 'Layers the student drops');
+      const student: DistillSettings['student'] = {};
+      if (t.dropLayers.length > 0) student.dropLayers = checkLayers(t.dropLayers, c.numHiddenLayers, 'Layers the student drops');
+      if (t.heads) student.heads = headsOption(t.heads, c);
+      if (t.neurons !== undefined && t.neurons !== null) student.neurons = neuronsOption(t.neurons, c);
+      if (!student.dropLayers && !student.heads && !student.neurons) {
+        throw new InvalidArgumentError('The student must be smaller than the teacher: drop layers, or remove attention heads or MLP neurons.');
+      }
       if (!(t.alpha >= 0 && t.alpha <= 1)) throw new InvalidArgumentError(`alpha (the weight of the teacher's term) must be from 0 to 1; got ${t.alpha}.`);
       if (!(Number.isFinite(t.temperature) && t.temperature > 0 && t.temperature <= 100)) throw new InvalidArgumentError(`The temperature must be above 0 and at most 100; got ${t.temperature}.`);
       positiveInt(t.steps, 'Distillation steps', MAX_STUDIO_STEPS);
@@ -267,7 +312,7 @@ export function techniqueOptions(
       if (t.teacherAdapterRun !== null && (typeof t.teacherAdapterRun !== 'string' || !/^[^/]+$/.test(t.teacherAdapterRun))) {
         throw new InvalidArgumentError(`There is no training run ${JSON.stringify(t.teacherAdapterRun)}.`);
       }
-      return { distill: { dropLayers, teacherAdapterRun: t.teacherAdapterRun, alpha: t.alpha, temperature: t.temperature, steps: t.steps, lr: t.lr } };
+      return { distill: { student, teacherAdapterRun: t.teacherAdapterRun, alpha: t.alpha, temperature: t.temperature, steps: t.steps, lr: t.lr } };
     }
     default:
       throw new InvalidArgumentError(`Unknown compression technique ${JSON.stringify((t as { kind?: unknown }).kind)}.`);
@@ -505,7 +550,7 @@ async function distill(
       }
     }
     const teacher = adapter ? withForwardOptions(loaded.model, adapter.inferenceOptions()) : loaded.model;
-    const student = await pruneModel(loaded.folder, { dropLayers: o.dropLayers });
+    const student = await pruneModel(loaded.folder, o.student);
     await writeFiles(store, at.stagingId, student.files, signal, onProgress);
     const studentFolder = await openCompressedFolder(store, at.stagingId);
     onProgress?.({ stage: 'distilling', bytesDone: 0, bytesTotal: 0, step: { done: 0, total: o.steps, unit: 'steps' } });
