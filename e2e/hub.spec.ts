@@ -6,7 +6,8 @@ import { watchProblems } from './watch.ts';
 
 // A Hub download from a local stand-in for the Hub (the demo model's files under a made-up repo),
 // reached through `?hubEndpoint=`: progress with bytes, rate and time left, Cancel, a resumed
-// download that lands in the cached models list, Load from the cache, Delete.
+// download that lands in the cached models list, Load from the cache; the cached model as the
+// student of a one-step distillation from the demo model on the Compress screen; Delete.
 const REPO = 'whetstone-test/demo-tiny';
 const DEMO = 'public/models/demo';
 const totalBytes = readdirSync(DEMO).reduce((n, f) => n + readFileSync(join(DEMO, f)).byteLength, 0);
@@ -20,6 +21,8 @@ test.afterAll(async () => {
 });
 
 test('a Hub download shows progress, can be cancelled and resumed, and lands in the cached models', async ({ page }, info) => {
+  // The distillation's first step compiles the training kernels, slow on a CPU adapter.
+  test.setTimeout(400_000);
   const problems = watchProblems(page);
   await page.goto(`/?hubEndpoint=${encodeURIComponent(hub.url)}`);
   await expect(page.locator('details.settings summary')).toHaveText(`Hub endpoint: ${hub.url}`);
@@ -52,9 +55,28 @@ test('a Hub download shows progress, can be cancelled and resumed, and lands in 
   await expect(row).toContainText('loaded');
   await page.screenshot({ path: info.outputPath('hub-cached.png'), fullPage: true });
 
-  // The cache survives a reload (IndexedDB); Delete removes the model.
+  // The cache survives a reload (IndexedDB).
   await page.reload();
   await expect(row).toContainText('complete, 5 files');
+
+  // With the built-in demo loaded, the cached model can be a distillation student.
+  await page.getByRole('button', { name: 'Load the demo model' }).click();
+  await expect(page.getByTestId('loaded-name')).toHaveText('Demo model (built in)');
+  await page.getByRole('tab', { name: 'Compress' }).click();
+  await page.getByRole('radio', { name: 'Distillation' }).check();
+  const student = page.getByLabel('Student', { exact: true });
+  await expect(student.getByRole('option', { name: `${REPO}@main (0.9 M parameters)` })).toHaveCount(1);
+  await student.selectOption(`hub:${REPO}@main`);
+  await expect(page.getByLabel('Layers the student drops')).toHaveCount(0);
+  await page.getByLabel('Distillation steps').fill('1');
+  await page.getByRole('button', { name: 'Run' }).click();
+  await expect(page.getByRole('heading', { name: `Before and after: distillation into ${REPO}@main` })).toBeVisible({ timeout: 300_000 });
+  const table = page.getByTestId('compress-table');
+  await expect(table.getByRole('row', { name: new RegExp(`Student held-out loss .*before: ${REPO}@main, untrained`) })).toContainText(/\d\.\d{4}.*\d\.\d{4}/);
+  await page.screenshot({ path: info.outputPath('hub-student.png'), fullPage: true });
+
+  // Delete removes the model.
+  await page.getByRole('tab', { name: 'Model' }).click();
   await page.getByRole('button', { name: `Delete ${REPO}` }).click();
   await expect(row).toHaveCount(0);
   await expect(page.getByText('No Hub model is cached in this browser yet.')).toBeVisible();

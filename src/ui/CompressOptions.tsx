@@ -2,7 +2,7 @@
 // follow pruning, distillation's teacher, student and training settings, and the rows a run uses.
 // Every input has a label, a help line and, when wrong, its own message (compress-form.ts
 // checkDraft); the screen (CompressScreen.tsx) lays them out and runs the technique.
-import type { AdapterEntry } from '../worker/engine-api.ts';
+import type { AdapterEntry, CachedModel } from '../worker/engine-api.ts';
 import { type CompressDraft, type DataChoice, type DraftErrors, type DraftField, PRUNING_KINDS, needsRows } from './compress-form.ts';
 
 interface FieldProps {
@@ -152,10 +152,12 @@ export function TechniqueOptions(p: OptionsProps) {
 }
 
 /** Distillation's teacher adapter, student and training settings. */
-export function DistillOptions(p: OptionsProps & { adapters: AdapterEntry[] | null }) {
-  const { draft, set, errors, layers, disabled, adapters } = p;
+export function DistillOptions(p: OptionsProps & { adapters: AdapterEntry[] | null; students: CachedModel[] }) {
+  const { draft, set, errors, layers, disabled, adapters, students } = p;
   const listed = adapters ?? [];
   const missing = draft.distillAdapter !== '' && !listed.some((a) => a.name === draft.distillAdapter);
+  const own = draft.distillStudent === '';
+  const studentGone = !own && !students.some((m) => m.id === draft.distillStudent);
   return (
     <>
       <Field id="cmp-teacher-adapter" label="Teacher's adapter" help="The teacher is the loaded model; with an adapter of a finished training run, the model as tuned.">
@@ -171,34 +173,54 @@ export function DistillOptions(p: OptionsProps & { adapters: AdapterEntry[] | nu
         </select>
       </Field>
       <Field
-        id="cmp-student-layers"
-        label="Layers the student drops"
-        unit="layer numbers"
-        help={`Comma-separated, counted from 0 (of 0 to ${layers - 1}); empty keeps every layer. The student starts as the teacher without them.`}
-        error={errors.distillLayers}
+        id="cmp-student"
+        label="Student"
+        help="Made from the loaded model (fewer layers, heads or MLP neurons, initialised from its weights), or a downloaded model of the same family (same tokenizer)."
       >
-        <TextInput {...p} id="cmp-student-layers" field="distillLayers" />
+        <select id="cmp-student" aria-describedby="cmp-student-help" value={draft.distillStudent} disabled={disabled} onChange={(e) => set({ distillStudent: e.target.value })}>
+          <option value="">The loaded model, made smaller</option>
+          {students.map((m) => (
+            <option key={m.id} value={m.id}>
+              {m.id.replace(/^hub:/, '')}
+              {m.parameters !== null ? ` (${(m.parameters / 1e6).toFixed(1)} M parameters)` : ''}
+            </option>
+          ))}
+          {studentGone && <option value={draft.distillStudent}>{draft.distillStudent.replace(/^hub:/, '')} (not in the cache)</option>}
+        </select>
       </Field>
-      <Field id="cmp-student-heads" label="Heads the student loses" unit="per layer" help="Empty for none. The least important heads (by weight magnitude) go from every layer." error={errors.distillHeads}>
-        <TextInput {...p} id="cmp-student-heads" field="distillHeads" mode="numeric" />
-      </Field>
-      {draft.distillHeads.trim() !== '' && (
-        <Field id="cmp-student-heads-mode" label="What a head is" help="KV head groups: whole key/value heads with the query heads that read them. Query heads: from every KV group.">
-          <select
-            id="cmp-student-heads-mode"
-            aria-describedby="cmp-student-heads-mode-help"
-            value={draft.distillHeadsMode}
-            disabled={disabled}
-            onChange={(e) => set({ distillHeadsMode: e.target.value as CompressDraft['distillHeadsMode'] })}
+      {own && (
+        <>
+          <Field
+            id="cmp-student-layers"
+            label="Layers the student drops"
+            unit="layer numbers"
+            help={`Comma-separated, counted from 0 (of 0 to ${layers - 1}); empty keeps every layer. The student starts as the teacher without them.`}
+            error={errors.distillLayers}
           >
-            <option value="kv-groups">KV head groups</option>
-            <option value="query-heads">Query heads per group</option>
-          </select>
-        </Field>
+            <TextInput {...p} id="cmp-student-layers" field="distillLayers" />
+          </Field>
+          <Field id="cmp-student-heads" label="Heads the student loses" unit="per layer" help="Empty for none. The least important heads (by weight magnitude) go from every layer." error={errors.distillHeads}>
+            <TextInput {...p} id="cmp-student-heads" field="distillHeads" mode="numeric" />
+          </Field>
+          {draft.distillHeads.trim() !== '' && (
+            <Field id="cmp-student-heads-mode" label="What a head is" help="KV head groups: whole key/value heads with the query heads that read them. Query heads: from every KV group.">
+              <select
+                id="cmp-student-heads-mode"
+                aria-describedby="cmp-student-heads-mode-help"
+                value={draft.distillHeadsMode}
+                disabled={disabled}
+                onChange={(e) => set({ distillHeadsMode: e.target.value as CompressDraft['distillHeadsMode'] })}
+              >
+                <option value="kv-groups">KV head groups</option>
+                <option value="query-heads">Query heads per group</option>
+              </select>
+            </Field>
+          )}
+          <Field id="cmp-student-neurons" label="MLP neurons the student loses" unit="per layer" help="Empty for none. Intermediate channels with the smallest ‖gate‖·‖up‖·‖down‖ go." error={errors.distillNeurons}>
+            <TextInput {...p} id="cmp-student-neurons" field="distillNeurons" mode="numeric" />
+          </Field>
+        </>
       )}
-      <Field id="cmp-student-neurons" label="MLP neurons the student loses" unit="per layer" help="Empty for none. Intermediate channels with the smallest ‖gate‖·‖up‖·‖down‖ go." error={errors.distillNeurons}>
-        <TextInput {...p} id="cmp-student-neurons" field="distillNeurons" mode="numeric" />
-      </Field>
       <Field id="cmp-alpha" label="alpha" unit="0 to 1" help="Weight of the teacher term (T²·KL); the rest weighs the cross-entropy with the data's labels." error={errors.distillAlpha}>
         <TextInput {...p} id="cmp-alpha" field="distillAlpha" mode="decimal" />
       </Field>

@@ -31,12 +31,13 @@ export function CompressScreen() {
   const download = useCompress((s) => s.download);
   const cancelDownload = useCompress((s) => s.cancelDownload);
   const adapters = useCompress((s) => s.adapters);
-  const loadAdapters = useCompress((s) => s.loadAdapters);
+  const students = useCompress((s) => s.students);
+  const loadDistillChoices = useCompress((s) => s.loadDistillChoices);
   const distilling = storedDraft.kind === 'distill';
   useEffect(() => {
-    // The runs' adapters are listed when distillation is chosen (a run may have finished since).
-    if (distilling) void loadAdapters();
-  }, [distilling, loadAdapters]);
+    // The runs' adapters and the downloaded models are listed when distillation is chosen (a run or a download may have finished since).
+    if (distilling) void loadDistillChoices();
+  }, [distilling, loadDistillChoices]);
 
   if (!loaded) {
     return (
@@ -92,7 +93,7 @@ export function CompressScreen() {
           </fieldset>
           <div className="train-fields">
             <TechniqueOptions {...opts} />
-            {draft.kind === 'distill' && <DistillOptions {...opts} adapters={adapters} />}
+            {draft.kind === 'distill' && <DistillOptions {...opts} adapters={adapters} students={(students ?? []).filter((m) => m.id !== loaded.id)} />}
             <DataOptions {...opts} data={data} datasetName={dataFile?.name ?? null} />
           </div>
           <RecoveryOptions {...opts} />

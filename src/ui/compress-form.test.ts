@@ -62,7 +62,7 @@ describe('the Compress form', () => {
     expect(check({ kind: 'distill', distillAdapter: '20261130-121530-4f2a9c' })).toEqual({
       ok: true,
       value: {
-        technique: { kind: 'distill', dropLayers: [2], heads: null, neurons: null, teacherAdapterRun: '20261130-121530-4f2a9c', alpha: 0.5, temperature: 2, steps: 20, lr: 0.001 },
+        technique: { kind: 'distill', dropLayers: [2], heads: null, neurons: null, studentModel: null, teacherAdapterRun: '20261130-121530-4f2a9c', alpha: 0.5, temperature: 2, steps: 20, lr: 0.001 },
         recovery: null,
         data: 'sample',
       },
@@ -75,6 +75,11 @@ describe('the Compress form', () => {
     });
     expect(check({ kind: 'distill', distillLayers: '', distillNeurons: '32' })).toMatchObject({ ok: true, value: { technique: { dropLayers: [], heads: null, neurons: 32 } } });
     expect(errorsOf({ kind: 'distill', distillLayers: '' }).distillLayers).toMatch(/student must be smaller than the teacher/);
+    // A downloaded student: the fields that shrink the loaded model are hidden and ignored.
+    expect(check({ kind: 'distill', distillStudent: 'hub:HuggingFaceTB/SmolLM2-135M@main', distillLayers: 'x', distillHeads: '0' })).toMatchObject({
+      ok: true,
+      value: { technique: { kind: 'distill', dropLayers: [], heads: null, neurons: null, studentModel: 'hub:HuggingFaceTB/SmolLM2-135M@main' } },
+    });
     expect(errorsOf({ kind: 'distill', distillHeads: '0', distillNeurons: 'many' })).toEqual({
       distillHeads: expect.stringMatching(/Heads the student loses must be a whole number from 1/),
       distillNeurons: expect.stringMatching(/MLP neurons the student loses must be a whole number from 1/),
@@ -137,7 +142,7 @@ describe('the Compress form', () => {
     expect(none[2]).toEqual({ label: 'Eval loss', before: 'no dataset', after: 'no dataset', change: '—' });
     expect(none).toHaveLength(4);
     const distilled = comparisonRows(
-      { ...r, recovery: null, distill: { rows: 4, studentBefore: 9, studentAfter: 8, teacher: 7.5, klBefore: 1.5, klAfter: 0.5, firstLoss: 5, lastLoss: 4 } },
+      { ...r, recovery: null, distill: { student: 'pruned', rows: 4, studentBefore: 9, studentAfter: 8, teacher: 7.5, klBefore: 1.5, klAfter: 0.5, firstLoss: 5, lastLoss: 4 } },
       String,
     );
     expect(distilled.slice(4).map((x) => [x.label, x.before, x.after, x.change])).toEqual([
@@ -146,5 +151,7 @@ describe('the Compress form', () => {
       ['KL(teacher ‖ student), held out', '1.5000', '0.5000', '−1.0000'],
       ['Distillation loss (first → last step)', '5.0000', '4.0000', '−1.0000'],
     ]);
+    const cached = comparisonRows({ ...r, recovery: null, distill: { student: 'hub:org/small@main', rows: 4, studentBefore: 9, studentAfter: 8, teacher: 7.5, klBefore: 1.5, klAfter: 0.5, firstLoss: 5, lastLoss: 4 } }, String);
+    expect(cached[4].label).toBe('Student held-out loss (4 rows; before: org/small@main, untrained)');
   });
 });

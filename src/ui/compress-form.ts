@@ -34,6 +34,8 @@ export interface CompressDraft {
   distillHeads: string;
   distillHeadsMode: 'kv-groups' | 'query-heads';
   distillNeurons: string;
+  /** A downloaded model (its cache id) as the student, or '' to make the student from the loaded model. */
+  distillStudent: string;
   /** Run id of the teacher's adapter, or '' for none. */
   distillAdapter: string;
   distillAlpha: string;
@@ -46,7 +48,7 @@ export interface CompressDraft {
   defaultsFor: number | null;
 }
 
-export type DraftField = Exclude<keyof CompressDraft, 'kind' | 'headsMode' | 'distillHeadsMode' | 'scope' | 'wandaPattern' | 'clusterK' | 'clusterTargets' | 'recover' | 'defaultsFor'>;
+export type DraftField = Exclude<keyof CompressDraft, 'kind' | 'headsMode' | 'distillHeadsMode' | 'distillStudent' | 'scope' | 'wandaPattern' | 'clusterK' | 'clusterTargets' | 'recover' | 'defaultsFor'>;
 
 export const DEFAULT_DRAFT: CompressDraft = {
   kind: 'drop-layers',
@@ -70,6 +72,7 @@ export const DEFAULT_DRAFT: CompressDraft = {
   distillHeads: '',
   distillHeadsMode: 'kv-groups',
   distillNeurons: '',
+  distillStudent: '',
   distillAdapter: '',
   distillAlpha: '0.5',
   distillTemperature: '2',
@@ -95,7 +98,7 @@ export const TECHNIQUES: { kind: CompressKind; label: string; help: string }[] =
   {
     kind: 'distill',
     label: 'Distillation',
-    help: 'Trains a smaller student (the loaded model with fewer layers, heads or MLP neurons) to match the loaded model, the teacher, on the rows; every student weight trains.',
+    help: 'Trains a smaller student (the loaded model with fewer layers, heads or MLP neurons, or a downloaded model of the same family) to match the loaded model, the teacher, on the rows; every student weight trains.',
   },
 ];
 
@@ -213,10 +216,12 @@ export function checkDraft(d: CompressDraft, ctx: DraftContext): { ok: true; val
       technique = { kind: 'cluster', k: d.clusterK === '256' ? 256 : 16, targets: d.clusterTargets };
       break;
     case 'distill': {
-      const dropLayers = d.distillLayers.trim() === '' ? [] : take('distillLayers', layerList(d.distillLayers, 'Layers the student drops', ctx.layers));
-      const heads = take('distillHeads', optionalWhole(d.distillHeads, 'Heads the student loses', 1024));
-      const neurons = take('distillNeurons', optionalWhole(d.distillNeurons, 'MLP neurons the student loses', 1 << 20));
-      if (dropLayers?.length === 0 && heads === null && neurons === null) {
+      // A downloaded student ignores the fields that make one from the loaded model (they are hidden).
+      const own = d.distillStudent === '';
+      const dropLayers = !own || d.distillLayers.trim() === '' ? [] : take('distillLayers', layerList(d.distillLayers, 'Layers the student drops', ctx.layers));
+      const heads = own ? take('distillHeads', optionalWhole(d.distillHeads, 'Heads the student loses', 1024)) : null;
+      const neurons = own ? take('distillNeurons', optionalWhole(d.distillNeurons, 'MLP neurons the student loses', 1 << 20)) : null;
+      if (own && dropLayers?.length === 0 && heads === null && neurons === null) {
         errors.distillLayers = 'The student must be smaller than the teacher: give layers to drop, or heads or MLP neurons to remove.';
       }
       const alpha = take('distillAlpha', numberIn(d.distillAlpha, 'alpha', (a) => a >= 0 && a <= 1, 'from 0 to 1'));
@@ -229,6 +234,7 @@ export function checkDraft(d: CompressDraft, ctx: DraftContext): { ok: true; val
           dropLayers,
           heads: heads === null ? null : { remove: heads, mode: d.distillHeadsMode },
           neurons,
+          studentModel: own ? null : d.distillStudent,
           teacherAdapterRun: d.distillAdapter === '' ? null : d.distillAdapter,
           alpha,
           temperature,
@@ -340,7 +346,7 @@ export function comparisonRows(r: CompressResult, fmtBytes: (n: number) => strin
   if (r.distill) {
     const d = r.distill;
     rows.push(
-      { label: `Student held-out loss (${int(d.rows)} rows; before: as pruned from the teacher, untrained)`, before: d.studentBefore.toFixed(4), after: d.studentAfter.toFixed(4), change: diff(d.studentBefore, d.studentAfter) },
+      { label: `Student held-out loss (${int(d.rows)} rows; before: ${d.student === 'pruned' ? 'as pruned from the teacher' : d.student.replace(/^hub:/, '')}, untrained)`, before: d.studentBefore.toFixed(4), after: d.studentAfter.toFixed(4), change: diff(d.studentBefore, d.studentAfter) },
       { label: 'Teacher held-out loss', before: d.teacher.toFixed(4), after: d.teacher.toFixed(4), change: '—' },
       { label: 'KL(teacher ‖ student), held out', before: d.klBefore.toFixed(4), after: d.klAfter.toFixed(4), change: diff(d.klBefore, d.klAfter) },
       { label: 'Distillation loss (first → last step)', before: d.firstLoss.toFixed(4), after: d.lastLoss.toFixed(4), change: diff(d.firstLoss, d.lastLoss) },

@@ -5,7 +5,7 @@
 // or the studio's sample dataset, fetched here.
 
 import { create } from 'zustand';
-import type { AdapterEntry, CompressDataset, CompressProgress, CompressResult, ExportProgress } from '../worker/engine-api.ts';
+import type { AdapterEntry, CachedModel, CompressDataset, CompressProgress, CompressResult, ExportProgress } from '../worker/engine-api.ts';
 import { type AbortHandle, abortHandle, progressCallback } from '../worker/client.ts';
 import { useData } from './data-store.ts';
 import { type CompressDraft, DEFAULT_DRAFT, checkDraft, draftFor } from './compress-form.ts';
@@ -24,8 +24,11 @@ interface CompressState {
   notice: Notice | null;
   /** Adapters of finished training runs (a distillation teacher can use one); null until listed. */
   adapters: AdapterEntry[] | null;
+  /** Finished Hub downloads in the store (a distillation student can be one); null until listed. */
+  students: CachedModel[] | null;
   setDraft: (patch: Partial<CompressDraft>) => void;
-  loadAdapters: () => Promise<void>;
+  /** Lists the runs' adapters and the downloaded models distillation can use. */
+  loadDistillChoices: () => Promise<void>;
   run: () => Promise<void>;
   cancel: () => void;
   download: () => Promise<void>;
@@ -39,15 +42,19 @@ export const useCompress = create<CompressState>((set, get) => ({
   downloading: null,
   notice: null,
   adapters: null,
+  students: null,
 
   setDraft(patch) {
     set({ draft: { ...get().draft, ...patch } });
   },
 
-  async loadAdapters() {
-    const r = await getEngine().listAdapters();
+  async loadDistillChoices() {
+    const [r, cached] = await Promise.all([getEngine().listAdapters(), getEngine().listCachedModels()]);
     // Adapters of runs only (dropped files stay with the Playground); prompt tuning's virtual tokens do not fit distillation.
-    set({ adapters: r.ok ? r.value.filter((a) => a.source === 'run' && a.error === null && a.method !== 'prompt') : [] });
+    set({
+      adapters: r.ok ? r.value.filter((a) => a.source === 'run' && a.error === null && a.method !== 'prompt') : [],
+      students: cached.ok ? cached.value.models.filter((m) => m.complete) : [],
+    });
   },
 
   async run() {

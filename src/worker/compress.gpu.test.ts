@@ -7,7 +7,8 @@
 // reports its calibration rows and steps; distillation (teacher: the loaded model with the LoRA
 // adapter of a stored run; the student loses a layer, a query head per group and 64 MLP neurons)
 // reports the teacher's and student's held-out losses as the engine measures them and writes the
-// smaller config; cancelling mid-recovery keeps nothing.
+// smaller config; a downloaded student (a finished Hub download in the store) is distilled the same
+// way, and one of another vocabulary or tokenizer, or not downloaded, is refused with its reason; cancelling mid-recovery keeps nothing.
 
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +26,11 @@ import { splitHeldOut } from '../engine/compress/pipeline.ts';
 import { WeightReader } from '../engine/compress/folder.ts';
 import { pruneModel } from '../engine/compress/prune.ts';
 import { blobFileSet, openModelFolder } from '../engine/io/model-folder.ts';
+import { downloadRecordKey, hubStorePrefix, parseHubRef } from '../engine/io/hub.ts';
+import { tmpdir } from 'node:os';
+import { mkdtempSync } from 'node:fs';
+import { writeTinyModel } from '../engine/model/llama-testing.ts';
+import { makeTinyTokenizer } from '../../scripts/tiny/tokenizer.ts';
 import { createLora, createLoraConfig, withAdapter } from '../engine/peft/lora/index.ts';
 import { exportPeftLora } from '../engine/io/export-peft.ts';
 import { HELD_OUT_FRACTION, openCompressedFolder } from './compress.ts';
@@ -61,6 +67,42 @@ async function split() {
 
 async function rows() {
   return (await split()).held;
+}
+
+/** A folder's exported files as bytes by name. */
+async function fileBytes(files: readonly { name: string; chunks(): AsyncGenerator<Uint8Array> }[]): Promise<Record<string, Uint8Array>> {
+  const out: Record<string, Uint8Array> = {};
+  for (const f of files) {
+    const parts: BlobPart[] = [];
+    for await (const c of f.chunks()) parts.push(c.slice());
+    out[f.name] = new Uint8Array(await new Blob(parts).arrayBuffer());
+  }
+  return out;
+}
+
+/** The held-out loss of a folder given as bytes, loaded with f32 weights (as a distillation student is). */
+async function folderLoss(files: Record<string, Uint8Array>, held: Awaited<ReturnType<typeof rows>>): Promise<number> {
+  const blobs = Object.fromEntries(Object.entries(files).map(([n, b]) => [n, new Blob([b.slice()])]));
+  const model = await loadModel(await testGpu(), await openModelFolder(blobFileSet(blobs)), { dtype: 'f32' });
+  try {
+    return (await evaluateLoss(model, held)).loss;
+  } finally {
+    model.release();
+  }
+}
+
+/** Puts a model folder into the store as a finished Hub download of `id`, with its download record. */
+async function putCached(id: string, files: Record<string, Uint8Array>): Promise<void> {
+  const ref = parseHubRef(id);
+  for (const [name, bytes] of Object.entries(files)) {
+    await store.append(hubStorePrefix(ref) + name, bytes);
+    await store.finalize(hubStorePrefix(ref) + name, { size: bytes.byteLength });
+  }
+  const record = new TextEncoder().encode(
+    JSON.stringify({ repo: ref.repo, revision: ref.revision, commit: null, files: Object.entries(files).map(([name, b]) => ({ name, size: b.byteLength })), finished: new Date().toISOString() }),
+  );
+  await store.append(downloadRecordKey(ref), record);
+  await store.finalize(downloadRecordKey(ref), { size: record.byteLength });
 }
 
 describe('compression through EngineApi', () => {
@@ -198,16 +240,8 @@ describe('compression through EngineApi', () => {
     base.release();
     const seen: CompressProgress[] = [];
     // The student as pruneModel makes it from the demo folder, loaded and measured independently.
-    const pruned = await pruneModel(demo, { dropLayers: [1], heads: { mode: 'query-heads', remove: 1 }, neurons: { remove: 64 } });
-    const blobs: Record<string, Blob> = {};
-    for (const f of pruned.files) {
-      const parts: BlobPart[] = [];
-      for await (const c of f.chunks()) parts.push(c.slice());
-      blobs[f.name] = new Blob(parts);
-    }
-    const untrained = await loadModel(gpu, await openModelFolder(blobFileSet(blobs)), { dtype: 'f32' });
-    const untrainedLoss = (await evaluateLoss(untrained, held)).loss;
-    untrained.release();
+    const pruned = await fileBytes((await pruneModel(demo, { dropLayers: [1], heads: { mode: 'query-heads', remove: 1 }, neurons: { remove: 64 } })).files);
+    const untrainedLoss = await folderLoss(pruned, held);
     const technique = {
       kind: 'distill' as const,
       dropLayers: [1],
@@ -225,6 +259,7 @@ describe('compression through EngineApi', () => {
     expect(d.rows).toBe(held.length);
     expect(d.teacher).toBeCloseTo(teacherLoss, 4);
     expect(d.teacher).not.toBeCloseTo(baseLoss, 2);
+    expect(d.student).toBe('pruned');
     expect(d.studentBefore).toBeCloseTo(untrainedLoss, 4);
     expect(r.value.before.loss).toBeCloseTo(baseLoss, 5);
     // The written student (bf16 like the demo) against the trained f32 student: close.
@@ -241,4 +276,45 @@ describe('compression through EngineApi', () => {
     expect((await store.list('compressed/')).some((b) => b.key.includes('-staging'))).toBe(false);
   });
 
+
+  it('distils into a downloaded student of the same family, and refuses one with another vocabulary or tokenizer, or not downloaded', async () => {
+    const demo = await openModelDirectory(DEMO);
+    const { held } = await split();
+    // The student: the demo without layers 1 and 2, as a finished Hub download in the store.
+    const student = await fileBytes((await pruneModel(demo, { dropLayers: [1, 2] })).files);
+    await putCached('hub:test/student@main', student);
+    const untrainedLoss = await folderLoss(student, held);
+    const technique = { kind: 'distill' as const, dropLayers: [], studentModel: 'hub:test/student@main', teacherAdapterRun: null, alpha: 0.5, temperature: 2, steps: 1, lr: 1e-3 };
+    const r = await api.compressModel({ technique, dataset, evaluation });
+    if (!r.ok) throw new Error(r.error.message);
+    expect(r.value.label).toBe('distillation into test/student@main');
+    const d = r.value.distill!;
+    expect(d.student).toBe('hub:test/student@main');
+    expect(d.studentBefore).toBeCloseTo(untrainedLoss, 4);
+    const written = await openCompressedFolder(store, r.value.id);
+    expect(written.config.numHiddenLayers).toBe(2);
+    // The cached student is read, not changed.
+    expect((await store.stat(hubStorePrefix(parseHubRef('hub:test/student')) + 'model.safetensors'))?.size).toBe(student['model.safetensors'].byteLength);
+
+    // Another family: the tiny test tokenizer's vocabulary is not the demo's.
+    const dir = mkdtempSync(join(tmpdir(), 'whetstone-student-'));
+    await writeTinyModel(dir, { architecture: 'llama', tied: true, fileDtype: 'F32', seed: 3 }, makeTinyTokenizer());
+    await putCached('hub:test/other@main', Object.fromEntries(readdirSync(dir).map((n) => [n, new Uint8Array(readFileSync(join(dir, n)))])));
+    const other = await api.compressModel({ technique: { ...technique, studentModel: 'hub:test/other@main' }, dataset, evaluation });
+    expect(other.ok).toBe(false);
+    if (!other.ok) expect(other.error.message).toMatch(/The student test\/other@main has a vocabulary of \d+ tokens and the teacher 512/);
+    // The same vocabulary size, but "e" and "t" swap ids: the same text becomes other tokens.
+    const tok = JSON.parse(new TextDecoder().decode(student['tokenizer.json']));
+    [tok.model.vocab.e, tok.model.vocab.t] = [tok.model.vocab.t, tok.model.vocab.e];
+    await putCached('hub:test/swapped@main', { ...student, 'tokenizer.json': new TextEncoder().encode(JSON.stringify(tok)) });
+    const swapped = await api.compressModel({ technique: { ...technique, studentModel: 'hub:test/swapped@main' }, dataset, evaluation });
+    expect(swapped.ok).toBe(false);
+    if (!swapped.ok) expect(swapped.error.message).toMatch(/The student test\/swapped@main splits text into other tokens than the teacher/);
+    const missing = await api.compressModel({ technique: { ...technique, studentModel: 'hub:test/absent@main' }, dataset, evaluation });
+    expect(missing.ok).toBe(false);
+    if (!missing.ok) expect(missing.error).toMatchObject({ name: 'MissingFileError', message: expect.stringMatching(/test\/absent@main is not completely downloaded/) });
+    const both = await api.compressModel({ technique: { ...technique, dropLayers: [1] }, dataset, evaluation });
+    expect(both.ok).toBe(false);
+    if (!both.ok) expect(both.error.message).toMatch(/not both/);
+  });
 });

@@ -35,13 +35,13 @@ describe('techniqueOptions', () => {
     });
     expect(techniqueOptions({ kind: 'wanda', pattern: '2:4', sparsity: 0.5, calibrationRows: 8 }, config)).toEqual({ prune: { nm: { n: 2, m: 4 }, criterion: 'wanda' }, calibrationRows: 8 });
     const distill: CompressTechnique = { kind: 'distill', dropLayers: [3, 1], teacherAdapterRun: null, alpha: 0.5, temperature: 2, steps: 4, lr: 1e-3 };
-    expect(techniqueOptions(distill, config)).toEqual({ distill: { student: { dropLayers: [1, 3] }, teacherAdapterRun: null, alpha: 0.5, temperature: 2, steps: 4, lr: 1e-3 } });
+    expect(techniqueOptions(distill, config)).toEqual({ distill: { student: { from: 'teacher', prune: { dropLayers: [1, 3] } }, teacherAdapterRun: null, alpha: 0.5, temperature: 2, steps: 4, lr: 1e-3 } });
     // The student may lose heads and MLP neurons too, or instead of layers.
     expect(techniqueOptions({ ...distill, dropLayers: [], heads: { remove: 1, mode: 'query-heads' }, neurons: 32 }, config)).toMatchObject({
-      distill: { student: { heads: { mode: 'query-heads', remove: 1 }, neurons: { remove: 32 } } },
+      distill: { student: { from: 'teacher', prune: { heads: { mode: 'query-heads', remove: 1 }, neurons: { remove: 32 } } } },
     });
     expect(techniqueOptions({ ...distill, heads: { remove: 1, mode: 'kv-groups' }, neurons: null }, config)).toMatchObject({
-      distill: { student: { dropLayers: [1, 3], heads: { mode: 'kv-groups', remove: 1 } } },
+      distill: { student: { from: 'teacher', prune: { dropLayers: [1, 3], heads: { mode: 'kv-groups', remove: 1 } } } },
     });
   });
 
@@ -66,6 +66,9 @@ describe('techniqueOptions', () => {
     expect(() => techniqueOptions({ ...distill, lr: 0 }, config)).toThrow(/learning rate/);
     expect(() => techniqueOptions({ ...distill, teacherAdapterRun: '../x' }, config)).toThrow(/no training run/);
     expect(() => techniqueOptions({ ...distill, dropLayers: [] }, config)).toThrow(/student must be smaller than the teacher/);
+    expect(techniqueOptions({ ...distill, dropLayers: [], studentModel: 'org/small' }, config)).toMatchObject({ distill: { student: { from: 'cached', ref: { repo: 'org/small', revision: 'main' } } } });
+    expect(() => techniqueOptions({ ...distill, studentModel: 'org/small' }, config)).toThrow(/not both/);
+    expect(() => techniqueOptions({ ...distill, dropLayers: [], studentModel: 'not a repo' }, config)).toThrow();
     expect(() => techniqueOptions({ ...distill, heads: { remove: 2, mode: 'kv-groups' } }, config)).toThrow(/KV head groups removed must be a whole number from 1 to 1/);
     expect(() => techniqueOptions({ ...distill, neurons: 128 }, config)).toThrow(/MLP neurons removed must be a whole number from 1 to 127/);
     const mha = parseModelConfig({ ...raw, num_key_value_heads: 4 });

@@ -3,7 +3,8 @@
 // 2:4 sparsity by magnitude, Wanda (calibrated on the request's rows) with an optional LoRA recovery
 // fine-tune after any pruning (compress/pipeline.ts), blocks shared across depth and k-means
 // clustering (shareModel), and distillation of the loaded model (optionally with the adapter of a
-// finished training run) into a student with fewer layers initialised from its weights. The new
+// finished training run) into a student with fewer layers, heads or MLP neurons initialised from its
+// weights, or into a downloaded model of the same family. The new
 // folder's files go into the store under compressed/<id>/ (intermediate folders under a second id,
 // removed at the end), and the model is measured before and after: weight bytes, parameters, the
 // evaluation loss on the held-out rows of the request's dataset, and greedy generation speed (the
@@ -27,7 +28,9 @@ import type { Tokenizer } from '../engine/model/tokenizer.ts';
 import { type PeftAdapter, withForwardOptions } from '../engine/peft/adapter.ts';
 import { loadAdapter } from '../engine/peft/methods.ts';
 import type { BlobStore } from '../engine/store/store.ts';
-import { type ModelService, storeFileSet } from './models.ts';
+import { F32_WEIGHT_LIMIT, type ModelService, parseModelId, storeFileSet } from './models.ts';
+import { type HubRef, formatHubRef, openCachedModel } from '../engine/io/hub.ts';
+import { loadFolderTokenizer } from '../engine/model/tokenizer-folder.ts';
 import { type ExportProgress, type ExportedDownload, zipEntries } from './run-export.ts';
 import type { RunDatasetImport } from './runs.ts';
 
@@ -43,10 +46,15 @@ export type CompressTechnique =
   | { kind: 'cluster'; k: 16 | 256; targets: 'projections' | 'all-matrices' }
   | {
       kind: 'distill';
-      /** The student: the loaded model without these layers, with these heads and MLP neurons pruned in every layer (at least one of the three). */
+      /**
+       * The student made from the loaded model: without these layers, with these heads and MLP
+       * neurons pruned in every layer (at least one of the three), when `studentModel` is not set.
+       */
       dropLayers: number[];
       heads?: { remove: number; mode: 'kv-groups' | 'query-heads' } | null;
       neurons?: number | null;
+      /** A finished Hub download in the store (`hub:ORG/NAME@REV`, as listCachedModels names it) as the student, instead of one made from the loaded model. */
+      studentModel?: string | null;
       teacherAdapterRun: string | null;
       alpha: number;
       temperature: number;
@@ -98,6 +106,8 @@ export interface CompressMeasure {
 
 /** Held-out measures of a distillation (forward only, temperature 1). */
 export interface DistillMeasures {
+  /** 'pruned': made from the teacher's folder; else the Hub id of the downloaded student. */
+  student: string;
   rows: number;
   /** The student's cross-entropy before training (the teacher with layers dropped) and after. */
   studentBefore: number;
@@ -207,7 +217,8 @@ export function techniqueLabel(t: CompressTechnique): string {
       ]
         .filter((x) => x !== '')
         .join(' and ');
-      return `distillation into a student ${student}${t.teacherAdapterRun ? ` (teacher with the adapter of run ${t.teacherAdapterRun})` : ''}`;
+      const into = t.studentModel ? formatHubRef(parseModelId(t.studentModel)).replace(/^hub:/, '') : `a student ${student}`;
+      return `distillation into ${into}${t.teacherAdapterRun ? ` (teacher with the adapter of run ${t.teacherAdapterRun})` : ''}`;
     }
   }
 }
@@ -245,8 +256,8 @@ function checkLayers(layers: readonly number[], L: number, what: string): number
 
 /** Distillation's settings as the engine takes them. */
 export interface DistillSettings {
-  /** How pruneModel makes the student from the teacher's folder. */
-  student: Pick<PruneOptions, 'dropLayers' | 'heads' | 'neurons'>;
+  /** The student: made from the teacher's folder by pruneModel with these options, or a finished Hub download in the store. */
+  student: { from: 'teacher'; prune: Pick<PruneOptions, 'dropLayers' | 'heads' | 'neurons'> } | { from: 'cached'; ref: HubRef };
   teacherAdapterRun: string | null;
   alpha: number;
   temperature: number;
@@ -298,13 +309,17 @@ export function techniqueOptions(
       if (t.k !== 16 && t.k !== 256) throw new InvalidArgumentError(`The codebook size must be 16 or 256; got ${String(t.k)}.`);
       return { share: { cluster: { k: t.k, seed: 0, targets: t.targets } } };
     case 'distill': {
-      const student: DistillSettings['student'] = {};
-      if (t.dropLayers.length > 0) student.dropLayers = checkLayers(t.dropLayers, c.numHiddenLayers, 'Layers the student drops');
-      if (t.heads) student.heads = headsOption(t.heads, c);
-      if (t.neurons !== undefined && t.neurons !== null) student.neurons = neuronsOption(t.neurons, c);
-      if (!student.dropLayers && !student.heads && !student.neurons) {
-        throw new InvalidArgumentError('The student must be smaller than the teacher: drop layers, or remove attention heads or MLP neurons.');
-      }
+      const shrink: Pick<PruneOptions, 'dropLayers' | 'heads' | 'neurons'> = {};
+      if (t.dropLayers.length > 0) shrink.dropLayers = checkLayers(t.dropLayers, c.numHiddenLayers, 'Layers the student drops');
+      if (t.heads) shrink.heads = headsOption(t.heads, c);
+      if (t.neurons !== undefined && t.neurons !== null) shrink.neurons = neuronsOption(t.neurons, c);
+      const shrinks = shrink.dropLayers !== undefined || shrink.heads !== undefined || shrink.neurons !== undefined;
+      let student: DistillSettings['student'];
+      if (t.studentModel !== undefined && t.studentModel !== null) {
+        if (shrinks) throw new InvalidArgumentError('Choose a downloaded model as the student, or make the student from the loaded model (layers, heads, neurons), not both.');
+        student = { from: 'cached', ref: parseModelId(t.studentModel) };
+      } else if (shrinks) student = { from: 'teacher', prune: shrink };
+      else throw new InvalidArgumentError('The student must be smaller than the teacher: drop layers, or remove attention heads or MLP neurons.');
       if (!(t.alpha >= 0 && t.alpha <= 1)) throw new InvalidArgumentError(`alpha (the weight of the teacher's term) must be from 0 to 1; got ${t.alpha}.`);
       if (!(Number.isFinite(t.temperature) && t.temperature > 0 && t.temperature <= 100)) throw new InvalidArgumentError(`The temperature must be above 0 and at most 100; got ${t.temperature}.`);
       positiveInt(t.steps, 'Distillation steps', MAX_STUDIO_STEPS);
@@ -488,7 +503,7 @@ export async function compressLoaded(deps: CompressDeps, request: CompressReques
     } else if ('share' in options) {
       await write(id)((await shareModel(folder, options.share)).files);
     } else {
-      distilled = await distill(deps, options.distill, { folder, model: loaded.model }, { train, held: held as TokenRow[], seqLen, stagingId, id }, signal, onProgress);
+      distilled = await distill(deps, options.distill, { folder, model: loaded.model, tokenizer: loaded.tokenizer }, { train, held: held as TokenRow[], seqLen, stagingId, id }, signal, onProgress);
     }
     checkAbort(signal);
     onProgress?.({ stage: 'evaluating-after', bytesDone: 0, bytesTotal: 0 });
@@ -521,14 +536,60 @@ export async function compressLoaded(deps: CompressDeps, request: CompressReques
 }
 
 /**
+ * A finished Hub download in the store, opened as a distillation student: it must be complete, share
+ * the teacher's vocabulary and split text into the same tokens (the rows are the teacher's token
+ * ids; the held-out rows' text and a fixed sentence are encoded by both), and fit f32 weights.
+ */
+async function cachedStudent(
+  store: BlobStore,
+  ref: HubRef,
+  teacher: { model: LlamaModel; tokenizer: Tokenizer },
+  held: readonly TokenRow[],
+  signal: AbortSignal,
+): Promise<ModelFolder> {
+  const name = formatHubRef(ref).replace(/^hub:/, '');
+  const files = await openCachedModel(store, ref);
+  if (!files) {
+    throw new MissingFileError(`The student ${name} is not completely downloaded.`, { hint: 'Download it on the Model screen (the download resumes), or make the student from the loaded model.' });
+  }
+  const folder = await openModelFolder(files, { signal });
+  const t = teacher.model.config;
+  if (folder.config.vocabSize !== t.vocabSize) {
+    throw new InvalidArgumentError(`The student ${name} has a vocabulary of ${folder.config.vocabSize} tokens and the teacher ${t.vocabSize}; distillation compares their distributions token by token.`, {
+      hint: 'Choose a student of the same family (the same tokenizer), or make the student from the loaded model.',
+    });
+  }
+  const params = parameterCount(folder.config);
+  if (params * 4 > F32_WEIGHT_LIMIT) {
+    throw new InvalidArgumentError(
+      `The student ${name} has ${params.toLocaleString('en-US')} parameters; the studio trains a student with f32 weights of at most ${F32_WEIGHT_LIMIT / 2 ** 30} GiB (${(F32_WEIGHT_LIMIT / 4).toLocaleString('en-US')} parameters).`,
+      { hint: 'Choose a smaller student, or use `whetstone distill --student DIR`.' },
+    );
+  }
+  const tokenizer = await loadFolderTokenizer(folder);
+  const texts = [SPEED_PROMPT, ...held.slice(0, 4).map((r) => teacher.tokenizer.decode(r.inputIds))];
+  for (const text of texts) {
+    const a = teacher.tokenizer.encode(text);
+    const b = tokenizer.encode(text);
+    if (a.length !== b.length || a.some((id, i) => id !== b[i])) {
+      throw new InvalidArgumentError(`The student ${name} splits text into other tokens than the teacher: ${JSON.stringify(text.slice(0, 60))} is ${b.length} tokens for it and ${a.length} for the teacher.`, {
+        hint: 'Choose a student with the same tokenizer (the same family), or make the student from the loaded model.',
+      });
+    }
+  }
+  return folder;
+}
+
+/**
  * Distils the loaded model (through the adapter of a finished run when one is chosen) into a student
- * made from its folder with layers dropped (written to the staging id, then trained and written to
- * `id`), measuring the student and the teacher on the held-out rows before and after.
+ * made from its folder by pruneModel (written to the staging id) or a downloaded model from the store,
+ * trained and written to `id`, measuring the student and the teacher on the held-out rows before and
+ * after.
  */
 async function distill(
   deps: CompressDeps,
   o: DistillSettings,
-  loaded: { folder: ModelFolder; model: LlamaModel },
+  loaded: { folder: ModelFolder; model: LlamaModel; tokenizer: Tokenizer },
   at: { train: TokenRow[]; held: TokenRow[]; seqLen: number; stagingId: string; id: string },
   signal: AbortSignal,
   onProgress?: (p: CompressProgress) => void,
@@ -550,9 +611,14 @@ async function distill(
       }
     }
     const teacher = adapter ? withForwardOptions(loaded.model, adapter.inferenceOptions()) : loaded.model;
-    const student = await pruneModel(loaded.folder, o.student);
-    await writeFiles(store, at.stagingId, student.files, signal, onProgress);
-    const studentFolder = await openCompressedFolder(store, at.stagingId);
+    let studentFolder: ModelFolder;
+    if (o.student.from === 'cached') {
+      studentFolder = await cachedStudent(store, o.student.ref, loaded, at.held, signal);
+    } else {
+      const student = await pruneModel(loaded.folder, o.student.prune);
+      await writeFiles(store, at.stagingId, student.files, signal, onProgress);
+      studentFolder = await openCompressedFolder(store, at.stagingId);
+    }
     onProgress?.({ stage: 'distilling', bytesDone: 0, bytesTotal: 0, step: { done: 0, total: o.steps, unit: 'steps' } });
     const r = await distillToFolder({
       teacher,
@@ -570,6 +636,7 @@ async function distill(
     const b = r.before!;
     const a = r.after!;
     return {
+      student: o.student.from === 'cached' ? formatHubRef(o.student.ref) : 'pruned',
       rows: a.tokens > 0 ? at.held.length : 0,
       studentBefore: b.studentLoss,
       studentAfter: a.studentLoss,

@@ -18,7 +18,7 @@ import type { StorageReport } from '../engine/store/store-idb.ts';
 /** The files of the demo model under its URL (public/models/demo/). */
 export const DEMO_FILES = ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'];
 /** Projection weights are stored in bf16 when the f32 weights would take more than this. */
-const F32_WEIGHT_LIMIT = 1024 * 1024 * 1024;
+export const F32_WEIGHT_LIMIT = 1024 * 1024 * 1024;
 
 export type ModelSource = 'demo' | 'hub' | 'files';
 
