@@ -125,9 +125,17 @@ export function TechniqueOptions(p: OptionsProps) {
       );
     case 'share-layers':
       return (
-        <Field id="cmp-group" label="Layers per shared block" unit="layers" help={`Consecutive layers in each group run with one set of weights (their mean); ${layers} layers in all.`} error={errors.shareGroup}>
-          <TextInput {...p} id="cmp-group" field="shareGroup" mode="numeric" />
-        </Field>
+        <>
+          <Field id="cmp-group" label="Layers per shared block" unit="layers" help={`Consecutive layers in each group run with one set of weights; ${layers} layers in all.`} error={errors.shareGroup}>
+            <TextInput {...p} id="cmp-group" field="shareGroup" mode="numeric" />
+          </Field>
+          <Field id="cmp-share-init" label="Shared weights" help="The mean of the group's layers, or the first layer of each group as it is.">
+            <select id="cmp-share-init" aria-describedby="cmp-share-init-help" value={draft.shareInit} disabled={disabled} onChange={(e) => set({ shareInit: e.target.value as CompressDraft['shareInit'] })}>
+              <option value="mean">Mean of the group</option>
+              <option value="first">First layer of the group</option>
+            </select>
+          </Field>
+        </>
       );
     case 'cluster':
       return (

@@ -27,6 +27,7 @@ describe('the Compress form', () => {
     expect(errorsOf({ kind: 'sparsity', sparsityPercent: '100' }).sparsityPercent).toMatch(/percentage/);
     expect(errorsOf({ kind: 'heads', headsRemove: '0' }).headsRemove).toMatch(/Heads removed/);
     expect(errorsOf({ kind: 'share-layers', shareGroup: '1' }).shareGroup).toMatch(/from 2 to 4/);
+    expect(check({ kind: 'share-layers', shareInit: 'first' })).toMatchObject({ ok: true, value: { technique: { kind: 'share-layers', group: 2, init: 'first' } } });
     expect(check({ kind: 'cluster', clusterK: '256' })).toMatchObject({ ok: true, value: { technique: { kind: 'cluster', k: 256, targets: 'projections' } } });
     expect(draftFor(4, { ...DEFAULT_DRAFT, layers: '0' }).layers).toBe('0');
     // Defaults fill once per layer count: an emptied field stays empty, a new model's count refills it.

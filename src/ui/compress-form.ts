@@ -22,6 +22,7 @@ export interface CompressDraft {
   wandaPercent: string;
   calibRows: string;
   shareGroup: string;
+  shareInit: 'mean' | 'first';
   clusterK: '16' | '256';
   clusterTargets: 'projections' | 'all-matrices';
   /** LoRA recovery after pruning. */
@@ -48,7 +49,7 @@ export interface CompressDraft {
   defaultsFor: number | null;
 }
 
-export type DraftField = Exclude<keyof CompressDraft, 'kind' | 'headsMode' | 'distillHeadsMode' | 'distillStudent' | 'scope' | 'wandaPattern' | 'clusterK' | 'clusterTargets' | 'recover' | 'defaultsFor'>;
+export type DraftField = Exclude<keyof CompressDraft, 'kind' | 'headsMode' | 'shareInit' | 'distillHeadsMode' | 'distillStudent' | 'scope' | 'wandaPattern' | 'clusterK' | 'clusterTargets' | 'recover' | 'defaultsFor'>;
 
 export const DEFAULT_DRAFT: CompressDraft = {
   kind: 'drop-layers',
@@ -62,6 +63,7 @@ export const DEFAULT_DRAFT: CompressDraft = {
   wandaPercent: '50',
   calibRows: '32',
   shareGroup: '2',
+  shareInit: 'mean',
   clusterK: '16',
   clusterTargets: 'projections',
   recover: false,
@@ -93,7 +95,7 @@ export const TECHNIQUES: { kind: CompressKind; label: string; help: string }[] =
     label: 'Wanda pruning',
     help: 'Zeroes the weights with the smallest |weight| × input activation norm in each row; the norms are measured on calibration rows. The zeros are stored.',
   },
-  { kind: 'share-layers', label: 'Share blocks across depth', help: 'Groups of consecutive layers run with one set of block weights (their mean), stored once.' },
+  { kind: 'share-layers', label: 'Share blocks across depth', help: "Groups of consecutive layers run with one set of block weights (their mean, or the first layer's), stored once." },
   { kind: 'cluster', label: 'k-means clustering', help: 'Each weight is replaced by the nearest of k centroids; one index (8 bits, or 4 for k = 16) is stored per value plus the codebook.' },
   {
     kind: 'distill',
@@ -209,7 +211,7 @@ export function checkDraft(d: CompressDraft, ctx: DraftContext): { ok: true; val
     }
     case 'share-layers': {
       const n = take('shareGroup', wholeIn(d.shareGroup, 'Layers per shared block', 2, Math.max(2, ctx.layers)));
-      if (n !== undefined) technique = { kind: 'share-layers', group: n };
+      if (n !== undefined) technique = { kind: 'share-layers', group: n, init: d.shareInit };
       break;
     }
     case 'cluster':

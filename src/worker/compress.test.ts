@@ -28,6 +28,7 @@ describe('techniqueOptions', () => {
     expect(techniqueOptions({ kind: 'sparsity', sparsity: 0.5, scope: 'global' }, config)).toEqual({ prune: { unstructured: { sparsity: 0.5, scope: 'global' } } });
     expect(techniqueOptions({ kind: 'nm-2-4' }, config)).toEqual({ prune: { nm: { n: 2, m: 4 } } });
     expect(techniqueOptions({ kind: 'share-layers', group: 2 }, config)).toEqual({ share: { layerSource: [0, 0, 2, 2], init: 'mean' } });
+    expect(techniqueOptions({ kind: 'share-layers', group: 4, init: 'first' }, config)).toEqual({ share: { layerSource: [0, 0, 0, 0], init: 'first' } });
     expect(techniqueOptions({ kind: 'cluster', k: 256, targets: 'all-matrices' }, config)).toEqual({ share: { cluster: { k: 256, seed: 0, targets: 'all-matrices' } } });
     expect(techniqueOptions({ kind: 'wanda', pattern: 'unstructured', sparsity: 0.5, calibrationRows: 8 }, config)).toEqual({
       prune: { unstructured: { sparsity: 0.5, scope: 'layer' }, criterion: 'wanda' },
@@ -54,6 +55,7 @@ describe('techniqueOptions', () => {
     expect(() => techniqueOptions({ kind: 'neurons', remove: 128 }, config)).toThrow(/from 1 to 127/);
     expect(() => techniqueOptions({ kind: 'sparsity', sparsity: 1, scope: 'layer' }, config)).toThrow(/below 1/);
     expect(() => techniqueOptions({ kind: 'share-layers', group: 1 }, config)).toThrow(/at least 2 layers/);
+    expect(() => techniqueOptions({ kind: 'share-layers', group: 2, init: 'last' as 'first' }, config)).toThrow(/"mean" or its "first"/);
     expect(() => techniqueOptions({ kind: 'cluster', k: 8 as 16, targets: 'projections' }, config)).toThrow(/16 or 256/);
     expect(() => techniqueOptions({ kind: 'cluster', k: 16, targets: 'projections' }, config)).not.toThrow();
     expect(() => techniqueOptions({ kind: 'wanda', pattern: 'unstructured', sparsity: 0, calibrationRows: 8 }, config)).toThrow(/above 0 and below 1/);

@@ -42,7 +42,7 @@ export type CompressTechnique =
   | { kind: 'sparsity'; sparsity: number; scope: 'layer' | 'global' }
   | { kind: 'nm-2-4' }
   | { kind: 'wanda'; pattern: 'unstructured' | '2:4'; sparsity: number; calibrationRows: number }
-  | { kind: 'share-layers'; group: number }
+  | { kind: 'share-layers'; group: number; /** The shared block's weights: the group's mean (default) or its first layer's. */ init?: 'mean' | 'first' }
   | { kind: 'cluster'; k: 16 | 256; targets: 'projections' | 'all-matrices' }
   | {
       kind: 'distill';
@@ -202,7 +202,7 @@ export function techniqueLabel(t: CompressTechnique): string {
     case 'wanda':
       return t.pattern === '2:4' ? '2:4 sparsity (Wanda)' : `${Math.round(t.sparsity * 1000) / 10} % Wanda sparsity`;
     case 'share-layers':
-      return `blocks shared by groups of ${t.group} layers`;
+      return `blocks shared by groups of ${t.group} layers (${t.init === 'first' ? "first layer's weights" : 'mean weights'})`;
     case 'cluster':
       return `k-means clustering, k = ${t.k} (${t.targets === 'all-matrices' ? 'all matrices' : 'projections'})`;
     case 'distill': {
@@ -304,7 +304,8 @@ export function techniqueOptions(
     case 'share-layers':
       positiveInt(t.group, 'Layers per shared block', c.numHiddenLayers);
       if (t.group < 2) throw new InvalidArgumentError('A shared block needs at least 2 layers.');
-      return { share: { layerSource: groupedLayerSource(c.numHiddenLayers, t.group), init: 'mean' } };
+      if (t.init !== undefined && t.init !== 'mean' && t.init !== 'first') throw new InvalidArgumentError(`A shared block starts from the group's "mean" or its "first" layer; got ${JSON.stringify(t.init)}.`);
+      return { share: { layerSource: groupedLayerSource(c.numHiddenLayers, t.group), init: t.init ?? 'mean' } };
     case 'cluster':
       if (t.k !== 16 && t.k !== 256) throw new InvalidArgumentError(`The codebook size must be 16 or 256; got ${String(t.k)}.`);
       return { share: { cluster: { k: t.k, seed: 0, targets: t.targets } } };
