@@ -136,11 +136,6 @@ describe('compression through EngineApi', () => {
       expect(res.after.loss).toBeCloseTo(after, 5);
       if (technique.kind === 'drop-layers') {
         expect(written.config.numHiddenLayers).toBe(demo.config.numHiddenLayers - 1);
-    expect(written.config.numAttentionHeads).toBe(demo.config.numAttentionHeads - demo.config.numKeyValueHeads);
-    expect(written.config.numKeyValueHeads).toBe(demo.config.numKeyValueHeads);
-    expect(written.config.intermediateSize).toBe(demo.config.intermediateSize - 64);
-    expect(r.value.after.parameters).toBe(parameterCount(written.config));
-    expect(r.value.after.parameters).toBeLessThan(r.value.before.parameters);
         expect(res.after.weightBytes).toBeLessThan(res.before.weightBytes);
         expect(res.after.parameters).toBeLessThan(res.before.parameters);
       } else {
