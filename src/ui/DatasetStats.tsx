@@ -1,8 +1,11 @@
-// Statistics of an imported dataset with units, and the length histogram (recharts) with its axes
-// labelled in tokens and examples.
-import { Bar, BarChart, CartesianGrid, Tooltip, XAxis, YAxis } from 'recharts';
+// Statistics of an imported dataset with units, and the length histogram (LengthHistogram.tsx,
+// loaded with the charting library when a dataset first shows) with its axes labelled in tokens and
+// examples.
+import { Suspense, lazy } from 'react';
 import type { DatasetStats as Stats } from '../engine/data/dataset.ts';
 import { formatBytes, formatInt, formatPercent, plural } from './format.ts';
+
+const LengthHistogram = lazy(() => import('./LengthHistogram.tsx').then((m) => ({ default: m.LengthHistogram })));
 
 export function DatasetStats({ stats, maxLength, tokenizerName }: { stats: Stats; maxLength: number; tokenizerName: string | null }) {
   const rows: [string, string, string][] = [
@@ -40,13 +43,9 @@ export function DatasetStats({ stats, maxLength, tokenizerName }: { stats: Stats
       )}
       <h3 id="histogram-title">Example lengths</h3>
       <figure className="chart" aria-labelledby="histogram-title" data-testid="length-histogram">
-        <BarChart responsive style={{ width: '100%', height: 260 }} data={data} margin={{ top: 8, right: 16, bottom: 36, left: 16 }}>
-          <CartesianGrid strokeDasharray="3 3" vertical={false} />
-          <XAxis dataKey="range" interval="preserveStartEnd" tick={{ fontSize: 12 }} label={{ value: 'Example length (tokens)', position: 'insideBottom', offset: -24 }} />
-          <YAxis allowDecimals={false} tick={{ fontSize: 12 }} label={{ value: 'Examples', angle: -90, position: 'insideLeft', offset: 0 }} />
-          <Tooltip formatter={(v) => [`${v} examples`, 'Count']} labelFormatter={(l) => `${l} tokens`} />
-          <Bar dataKey="examples" fill="#3f7fd0" isAnimationActive={false} />
-        </BarChart>
+        <Suspense fallback={<p className="muted">Loading the chart…</p>}>
+          <LengthHistogram data={data} />
+        </Suspense>
         <figcaption className="muted small">
           Examples by length in tokens, in {stats.lengthHistogram.length} bins up to the sequence length of {formatInt(maxLength)} tokens
           {stats.lengthHistogram.some((b) => b.from > maxLength) ? '; the last bin holds the longer, truncated examples' : ''}.

@@ -1,11 +1,11 @@
 // The Train screen: what the run trains (the loaded model, the Data screen's dataset), the method
 // and its settings with defaults for the model's size, "Start training", then the run: progress
-// with Pause, Resume and Cancel (TrainRunPanel), and the live charts (TrainCharts). On opening it
+// with Pause, Resume and Cancel (TrainRunPanel), and the live charts (TrainCharts, loaded with the
+// charting library when the screen first shows). On opening it
 // lists the runs, so an unfinished run (a reload, a closed tab) is offered for Resume, and a run
 // another tab trains shows with its progress, read from IndexedDB every few seconds.
-import { useEffect } from 'react';
+import { Suspense, lazy, useEffect } from 'react';
 import { ErrorBox } from './ErrorBox.tsx';
-import { TrainCharts } from './TrainCharts.tsx';
 import { TrainRunPanel } from './TrainRunPanel.tsx';
 import { TrainSettingsForm } from './TrainSettingsForm.tsx';
 import { useData } from './data-store.ts';
@@ -13,6 +13,8 @@ import { formatCount, plural } from './format.ts';
 import { useModels } from './model-store.ts';
 import { useStudio } from './store.ts';
 import { DEMO_FACTS, useTrain } from './train-store.ts';
+
+const TrainCharts = lazy(() => import('./TrainCharts.tsx').then((m) => ({ default: m.TrainCharts })));
 
 /** How often the screen re-reads the runs while another tab trains, in ms. */
 const WATCH_MS = 2000;
@@ -41,7 +43,9 @@ export function TrainScreen() {
       <TrainInputs />
       {notice?.kind === 'error' && notice.error && <ErrorBox title={notice.text} error={notice.error} testId="train-error" />}
       <TrainRunPanel />
-      <TrainCharts />
+      <Suspense fallback={<p className="muted">Loading the charts…</p>}>
+        <TrainCharts />
+      </Suspense>
       <TrainSettingsForm />
     </>
   );

@@ -54,4 +54,8 @@ describe("the page's modules", () => {
     );
     expect(heavy).toEqual([]);
   });
+
+  it('leave the charting library to the chunks the charts load on demand', () => {
+    expect([...pageModules()]).not.toContain('recharts');
+  });
 });
