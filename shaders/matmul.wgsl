@@ -4,12 +4,14 @@
 // op(B) is (K, N): B is stored (K, N), or (N, K) when TRANS_B (the nn.Linear weight layout, y = x·Wᵀ).
 // The transposed variants give backward's products: dX = dY·W (TRANS_B false), dW = dYᵀ·X (TRANS_A).
 //
-// Each workgroup computes a BM×BN tile of C (BN = 64) with 16×WG_Y threads; a thread owns TM
-// consecutive rows and 4 consecutive columns of the tile and keeps them as TM vec4 accumulators.
+// Each workgroup computes a BM×BN tile of C (BN = 4·WG_X: 64 columns, or 16 for a narrow product
+// such as LoRA's rank-r bottleneck) with WG_X×WG_Y threads; a thread owns TM consecutive rows and 4
+// consecutive columns of the tile and keeps them as TM vec4 accumulators.
 // BK-deep slices of A and B are staged in workgroup memory: A as [BK][BM] scalars (a thread reads
 // its TM rows of one k), B as [BK][BN/4] vec4 (a thread reads its 4 columns of one k in one load).
-// The dispatcher picks TM (1, 2 or 4), WG_Y (4, 8 or 16) and BK (16 or 32) by shape, so that a
-// product with few rows (few tokens) does not waste rows and each thread has enough work
+// The dispatcher picks TM (1, 2 or 4), WG_Y (4, 8 or 16), WG_X (16, or 4 when N is at most 16) and
+// BK (16 or 32) by shape, so that a product with few rows (few tokens) or few columns does not waste
+// threads and each thread has enough work
 // (matmul.ts, matmulVariant). Edges are bound-checked: any M, N, K works.
 // Offsets and strides are in elements. lda, ldb, ldc are the row strides of A, B, C as stored, so a
 // call may work on a sub-block of larger matrices (the dispatcher uses this for split tensors).
@@ -42,10 +44,11 @@ override ACCUMULATE: bool = false;
 override TM: u32 = 4u;
 override WG_Y: u32 = 16u;
 override BK: u32 = 16u;
+override WG_X: u32 = 16u;
 
 override BM: u32 = WG_Y * TM;
-override THREADS: u32 = 16u * WG_Y;
-const BN: u32 = 64u;
+override THREADS: u32 = WG_X * WG_Y;
+override BN: u32 = 4u * WG_X;
 
 @group(0) @binding(0) var<storage, read> A: array<f32>;
 @group(0) @binding(1) var<storage, read> B: array<f32>;
@@ -53,7 +56,7 @@ const BN: u32 = 64u;
 @group(0) @binding(3) var<uniform> p: Params;
 
 var<workgroup> As: array<f32, BK * BM>; // [BK][BM]
-var<workgroup> Bs: array<vec4<f32>, BK * 16u>; // [BK][BN / 4]
+var<workgroup> Bs: array<vec4<f32>, BK * WG_X>; // [BK][BN / 4]
 
 fn loadA(base: u32, m: u32, k: u32, kLim: u32) -> f32 {
   if (m >= p.M || k >= kLim) {
@@ -107,7 +110,7 @@ fn loadB4(base: u32, k: u32, n: u32, kLim: u32) -> vec4<f32> {
   return vec4<f32>(loadB(base, k, n, kLim), loadB(base, k, n + 1u, kLim), loadB(base, k, n + 2u, kLim), loadB(base, k, n + 3u, kLim));
 }
 
-@compute @workgroup_size(16, WG_Y, 1)
+@compute @workgroup_size(WG_X, WG_Y, 1)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
   let batch = wg.z;
   let m0 = wg.y * BM;
@@ -143,23 +146,23 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
         }
       }
     }
-    for (var g = li; g < BK * 16u; g += THREADS) {
+    for (var g = li; g < BK * WG_X; g += THREADS) {
       if (TRANS_B) {
         let bn = g / (BK / 4u);
         let bk = (g % (BK / 4u)) * 4u;
         let v = loadB4(baseB, k0 + bk, n0 + bn, kLim);
         for (var j = 0u; j < 4u; j++) {
-          Bs[(bk + j) * 16u + bn / 4u][bn % 4u] = v[j];
+          Bs[(bk + j) * WG_X + bn / 4u][bn % 4u] = v[j];
         }
       } else {
-        let bk = g / 16u;
-        let bn = (g % 16u) * 4u;
-        Bs[bk * 16u + bn / 4u] = loadB4(baseB, k0 + bk, n0 + bn, kLim);
+        let bk = g / WG_X;
+        let bn = (g % WG_X) * 4u;
+        Bs[bk * WG_X + bn / 4u] = loadB4(baseB, k0 + bk, n0 + bn, kLim);
       }
     }
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) {
-      let b = Bs[k * 16u + lid.x];
+      let b = Bs[k * WG_X + lid.x];
       for (var i = 0u; i < TM; i++) {
         acc[i] = fma(vec4<f32>(As[k * BM + row + i]), b, acc[i]);
       }

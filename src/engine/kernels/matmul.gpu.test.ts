@@ -101,17 +101,27 @@ describe('matmul kernel vs float64 reference', () => {
     expect(pick(576, 1536, 16)).toEqual([64, 16, 1]);
     expect(pick(16, 256, 2048)).toEqual([16, 32, 4]);
     expect(pick(16, 256, 2048, 3)).toEqual([16, 32, 1]);
+    // LoRA's bottleneck (N = rank) gets 16-column tiles; wider products keep 64.
+    expect(matmulVariant(512, 8, 576).wgX).toBe(4);
+    expect(matmulVariant(576, 16, 512).wgX).toBe(4);
+    expect(matmulVariant(512, 17, 576).wgX).toBe(16);
+    expect(matmulVariant(512, 576, 8).wgX).toBe(16);
+    // Split-K counts the narrow tiles: 2 row tiles of 16 columns over K = 4096.
+    expect(matmulVariant(128, 8, 4096).slices).toBe(8);
   });
 
   // Every tile shape the selection uses, with both K steps, forced onto one small odd shape (edges
   // in M, N and K, several K steps); the transposes rotate so each appears with several variants.
   const variants: Partial<MatmulVariant>[] = [];
   for (const [tm, wgY] of [[1, 4], [2, 4], [4, 4], [4, 8], [4, 16]] as const) for (const bk of [16, 32] as const) variants.push({ tm, wgY, bk, slices: 1 });
+  for (const [tm, wgY] of [[1, 4], [2, 4], [4, 4], [4, 8], [4, 16]] as const) variants.push({ tm, wgY, bk: 32, wgX: 4, slices: 1 });
   variants.forEach((variant, i) => {
     const transA = (i & 1) === 1;
     const transB = (i & 2) === 0;
     it(`forced variant ${JSON.stringify(variant)} transA=${transA} transB=${transB}`, async () => {
       expect(await check(gpu, { M: 37, N: 70, K: 45, transA, transB, variant, seed: 20 + i })).toBeLessThan(TOL);
+      // Narrow tiles also on a narrow product (one partial 16-column tile), as LoRA's rank-r bottleneck runs them.
+      if (variant.wgX === 4) expect(await check(gpu, { M: 37, N: 13, K: 45, transA, transB: !transB, variant, seed: 60 + i })).toBeLessThan(TOL);
     });
   });
 
@@ -119,6 +129,8 @@ describe('matmul kernel vs float64 reference', () => {
     expect(await check(gpu, { M: 11, N: 66, K: 35, batch: 2, transB: false, variant: { tm: 2, wgY: 4, bk: 16 }, seed: 40 })).toBeLessThan(TOL);
     expect(await check(gpu, { M: 21, N: 67, K: 37, batch: 2, transA: true, variant: { tm: 4, wgY: 8, bk: 32 }, seed: 41 })).toBeLessThan(TOL);
     expect(await check(gpu, { M: 6, N: 65, K: 101, transB: false, variant: { tm: 1, wgY: 4, bk: 16, slices: 3 }, seed: 42 })).toBeLessThan(TOL);
+    expect(await check(gpu, { M: 13, N: 9, K: 37, batch: 3, transA: true, variant: { tm: 4, wgY: 4, wgX: 4, bk: 16 }, seed: 43 })).toBeLessThan(TOL);
+    expect(await check(gpu, { M: 33, N: 8, K: 1500, transB: false, variant: { tm: 4, wgY: 8, wgX: 4, bk: 32, slices: 4 }, seed: 44 })).toBeLessThan(TOL);
   });
 
   it('rejects mismatched shapes with a ShapeError', async () => {

@@ -19,15 +19,14 @@ export interface MatmulOptions {
   variant?: Partial<MatmulVariant>;
 }
 
-/** Columns of C per workgroup (the shader's BN). */
-const TILE_N = 64;
-
 /** How the shader is run for one product: the tile shape, the K depth staged, and split-K. */
 export interface MatmulVariant {
   /** Rows of C per thread (the shader's TM). */
   tm: 1 | 2 | 4;
-  /** Thread rows per workgroup (the shader's WG_Y); a tile is wgY·tm rows by 64 columns. */
+  /** Thread rows per workgroup (the shader's WG_Y); a tile is wgY·tm rows by 4·wgX columns. */
   wgY: 4 | 8 | 16;
+  /** Thread columns per workgroup (the shader's WG_X), each of 4 columns: 64-column tiles, or 16 for narrow products. */
+  wgX: 4 | 16;
   /** K depth staged in workgroup memory per step (the shader's BK). */
   bk: 16 | 32;
   /** K slices computed in parallel and summed by reduce_slices (1: no split-K). */
@@ -38,14 +37,17 @@ export interface MatmulVariant {
  * The one place that picks the kernel variant for a product of M×N×K (batch entries). The tile is
  * as tall as M needs, up to 64 rows: 4, 8 or 16 rows for a handful of tokens (64 threads of 1, 2
  * or 4 rows × 4 columns), 32 rows (128 threads), then 64×64 tiles of 256 threads of 4×4 outputs
- * for long sequences. When the output has few tiles and K is long, K is split across workgroups.
+ * for long sequences. A product of at most 16 columns (LoRA's rank-r bottleneck: x·Aᵀ, dY·B, and
+ * dB's dYᵀ·u) gets 16-column tiles, so that 60 of 64 columns are not computed for nothing. When
+ * the output has few tiles and K is long, K is split across workgroups.
  */
 export function matmulVariant(M: number, N: number, K: number, batch = 1): MatmulVariant {
   const [tm, wgY]: [MatmulVariant['tm'], MatmulVariant['wgY']] = M <= 4 ? [1, 4] : M <= 8 ? [2, 4] : M <= 16 ? [4, 4] : M <= 32 ? [4, 8] : [4, 16];
   // A product over a short K (the weight gradient of a few tokens) does not stage empty k rows.
   const bk = K <= 16 ? 16 : 32;
-  const slices = batch > 1 ? 1 : splitKSlices(M, N, K, tm * wgY);
-  return { tm, wgY, bk, slices };
+  const wgX = N <= 16 ? 4 : 16;
+  const slices = batch > 1 ? 1 : splitKSlices(M, N, K, tm * wgY, 4 * wgX);
+  return { tm, wgY, wgX, bk, slices };
 }
 
 interface Dims {
@@ -99,7 +101,8 @@ export function matmul(batch: Batch, a: Tensor, b: Tensor, c: Tensor, opts: Matm
   const ldb = transB ? d.K : d.N;
   const v = { ...matmulVariant(d.M, d.N, d.K, d.batch), ...opts.variant };
   const rows = v.tm * v.wgY;
-  const constants = { TRANS_A: transA, TRANS_B: transB, TM: v.tm, WG_Y: v.wgY, BK: v.bk };
+  const cols = 4 * v.wgX;
+  const constants = { TRANS_A: transA, TRANS_B: transB, TM: v.tm, WG_Y: v.wgY, WG_X: v.wgX, BK: v.bk };
 
   if (d.batch > 1 || a.shape.length === 3) {
     if (a.isSplit || b.isSplit || c.isSplit) {
@@ -107,7 +110,7 @@ export function matmul(batch: Batch, a: Tensor, b: Tensor, c: Tensor, opts: Matm
     }
     const params = packParams(d.M, d.N, d.K, lda, ldb, d.N, 0, 0, 0, d.M * d.K, d.batchB === 1 && b.shape.length === 2 ? 0 : d.K * d.N, d.M * d.N, opts.alpha ?? 1);
     batch.dispatch(SHADERS.matmul, 'main', { ...constants, ACCUMULATE: Boolean(opts.accumulate) }, [a.binding(), b.binding(), c.binding(), batch.uniform(params)], [
-      Math.ceil(d.N / TILE_N),
+      Math.ceil(d.N / cols),
       Math.ceil(d.M / rows),
       d.batch,
     ]);
@@ -124,7 +127,7 @@ export function matmul(batch: Batch, a: Tensor, b: Tensor, c: Tensor, opts: Matm
     const strideB = transB ? Ks : Ks * ldb;
     const params = packParams(d.M, d.N, Ks, lda, ldb, d.N, 0, 0, 0, strideA, strideB, d.M * d.N, 1, d.K);
     batch.dispatch(SHADERS.matmul, 'main', { ...constants, ACCUMULATE: false }, [a.binding(), b.binding(), partial.binding(), batch.uniform(params)], [
-      Math.ceil(d.N / TILE_N),
+      Math.ceil(d.N / cols),
       Math.ceil(d.M / rows),
       slices,
     ]);
@@ -160,7 +163,7 @@ export function matmul(batch: Batch, a: Tensor, b: Tensor, c: Tensor, opts: Matm
         const accumulate = Boolean(opts.accumulate) || ki > 0;
         const params = packParams(Mp, Np, Kp, lda, ldb, d.N, offA, offB, offC, 0, 0, 0, opts.alpha ?? 1);
         batch.dispatch(SHADERS.matmul, 'main', { ...constants, ACCUMULATE: accumulate }, [chunkBinding(ca), chunkBinding(cb), chunkBinding(cc), batch.uniform(params)], [
-          Math.ceil(Np / TILE_N),
+          Math.ceil(Np / cols),
           Math.ceil(Mp / rows),
           1,
         ]);
@@ -192,8 +195,8 @@ function packParams(...v: number[]): Uint32Array {
  * would walk all of K alone. Slices of at least 512 keep the extra partial sums and the reduction
  * cheap next to the product.
  */
-export function splitKSlices(M: number, N: number, K: number, rowsPerTile: number): number {
-  const tiles = Math.ceil(M / rowsPerTile) * Math.ceil(N / TILE_N);
+export function splitKSlices(M: number, N: number, K: number, rowsPerTile: number, colsPerTile = 64): number {
+  const tiles = Math.ceil(M / rowsPerTile) * Math.ceil(N / colsPerTile);
   if (tiles >= 32 || K < 1024) return 1;
   return Math.max(1, Math.min(Math.floor(K / 512), Math.ceil(64 / tiles), 32));
 }
