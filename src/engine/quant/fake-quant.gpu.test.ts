@@ -2,7 +2,9 @@
 // linear at Ŵ = decode(encode(W)) (float64 reference), with dW landing in the master's buffer; a
 // short quantization-aware full fine-tune lowers the loss, keeps its working copies equal to the
 // CPU codec's decode(encode(master)) after the last update, and exports a quantized folder whose
-// loss, loaded back, is the loss the training forward computed.
+// loss, loaded back, is the loss the training forward computed; a quantization-aware run cancelled
+// and resumed from its checkpoint continues loss for loss, its working copies rebuilt from the
+// restored masters.
 
 import { describe, expect, it } from 'vitest';
 import { TINY_MODELS, makeTinyModel } from '../../../scripts/tiny/models.ts';
@@ -17,12 +19,13 @@ import { fakeQuantize } from '../kernels/fake_quant.ts';
 import { blobFileSet, openModelFolder, streamRawWeights } from '../io/model-folder.ts';
 import { type TokenRow, evaluateLoss, loadModel } from '../model/llama.ts';
 import { createFullFineTune } from '../peft/full/index.ts';
+import { CancelledError } from '../errors.ts';
 import { Rng } from '../random.ts';
 import { relL2 } from '../reference/compare.ts';
 import { linearBackward, matmul } from '../reference/matmul.ts';
 import { MemoryCheckpointStore } from '../train/checkpoint.ts';
 import { evaluateRows, tokenRowToRow } from '../train/evaluate.ts';
-import { train } from '../train/trainer.ts';
+import { type TrainOptions, train } from '../train/trainer.ts';
 import { fakeQuantizeCpu, straightThrough } from './fake-quant.ts';
 import { type QuantOptions, dequantizeMatrix } from './format.ts';
 
@@ -140,6 +143,52 @@ describe('quantization-aware training of weights', () => {
       }
     } finally {
       full.release();
+      model.release();
+    }
+  });
+
+  it('a quantization-aware run cancelled after step 2 and resumed from its checkpoint continues loss for loss (INT4)', async () => {
+    const gpu = await testGpu();
+    const spec = { ...TINY_MODELS.find((s) => s.name === 'llama3-untied-f32')!, numHiddenLayers: 1 };
+    const folder = await openModelFolder(blobs(makeTinyModel(spec)));
+    const model = await loadModel(gpu, folder);
+    const qat: QuantOptions = { format: 'int4', block: 32 };
+    const rng = new Rng(5);
+    const rows: TokenRow[] = Array.from({ length: 4 }, () => {
+      const start = rng.int(40);
+      return { inputIds: Array.from({ length: 8 }, (_, t) => 100 + ((start + t) % 40)) };
+    });
+    const options: TrainOptions = { lr: 3e-3, schedule: 'constant', maxSteps: 4, batchSize: 2, seqLen: 8, seed: 1, saveEvery: 2 };
+    const runQat = async (store: MemoryCheckpointStore, extra: Partial<Parameters<typeof train>[0]> = {}) => {
+      const full = createFullFineTune(model, { source: folder, qat });
+      const losses: number[] = [];
+      try {
+        const result = await train({ model, adapter: full, train: rows, checkpoints: store, options, onMetrics: (m) => losses.push(m.loss), ...extra });
+        return { losses, result, fake: await f32(full.fakeQuantized.get('model.layers.0.mlp.down_proj.weight')!), error: null };
+      } catch (error) {
+        return { losses, result: null, fake: null, error };
+      } finally {
+        full.release();
+      }
+    };
+    try {
+      const whole = await runQat(new MemoryCheckpointStore());
+      expect(whole.losses).toHaveLength(4);
+      const store = new MemoryCheckpointStore();
+      const controller = new AbortController();
+      const cut = await runQat(store, {
+        signal: controller.signal,
+        onMetrics: (m) => {
+          if (m.step === 1) controller.abort();
+        },
+      });
+      expect(cut.error).toBeInstanceOf(CancelledError);
+      expect(await store.list()).toEqual([2]);
+      const resumed = await runQat(store, { resume: await store.load(2) });
+      expect(resumed.result?.resumedFrom).toBe(2);
+      expect(resumed.losses).toEqual(whole.losses.slice(2));
+      expect(resumed.fake).toEqual(whole.fake);
+    } finally {
       model.release();
     }
   });
