@@ -1,10 +1,10 @@
 // The Compress screen: a technique for the loaded model (drop layers, prune heads or MLP neurons,
 // unstructured or 2:4 sparsity, Wanda pruning, blocks shared across depth, k-means clustering,
-// distillation into a student with fewer layers, heads or MLP neurons) with its options
-// (CompressOptions.tsx), the optional LoRA recovery after pruning and the rows to use, Run with progress (n of N with units) and Cancel, the
-// before/after table (weight bytes, parameters, held-out loss, tokens/s; distillation's student and
-// teacher losses) and the compressed model folder as a zip download. Without a loaded model it points
-// to the Model screen.
+// distillation into a student with fewer layers, heads or MLP neurons, or into a downloaded model)
+// with its options (CompressOptions.tsx), the optional LoRA recovery after pruning and the rows to
+// use, Run with progress (n of N with units) and Cancel, the before/after table (weight bytes,
+// parameters, held-out loss, tokens/s; distillation's student and teacher losses) and the compressed
+// model folder as a zip download. Without a loaded model it points to the Model screen.
 import { useEffect } from 'react';
 import { useModels } from './model-store.ts';
 import { useData } from './data-store.ts';
@@ -35,7 +35,8 @@ export function CompressScreen() {
   const loadDistillChoices = useCompress((s) => s.loadDistillChoices);
   const distilling = storedDraft.kind === 'distill';
   useEffect(() => {
-    // The runs' adapters and the downloaded models are listed when distillation is chosen (a run or a download may have finished since).
+    // The runs' adapters and the downloaded models are listed when distillation is chosen (a run or
+    // a download may have finished since).
     if (distilling) void loadDistillChoices();
   }, [distilling, loadDistillChoices]);
 

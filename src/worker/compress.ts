@@ -4,13 +4,13 @@
 // fine-tune after any pruning (compress/pipeline.ts), blocks shared across depth and k-means
 // clustering (shareModel), and distillation of the loaded model (optionally with the adapter of a
 // finished training run) into a student with fewer layers, heads or MLP neurons initialised from its
-// weights, or into a downloaded model of the same family. The new
-// folder's files go into the store under compressed/<id>/ (intermediate folders under a second id,
-// removed at the end), and the model is measured before and after: weight bytes, parameters, the
-// evaluation loss on the held-out rows of the request's dataset, and greedy generation speed (the
-// median of a few timed runs); distillation adds the student's and teacher's held-out losses. Long
-// steps report n of N with their unit, and every step stops on the abort signal with nothing kept.
-// The folder downloads as a zip with every file deflated.
+// weights, or into a downloaded model of the same family. The new folder's files go into the store
+// under compressed/<id>/ (intermediate folders under a second id, removed at the end), and the
+// model is measured before and after: weight bytes, parameters, the evaluation loss on the held-out
+// rows of the request's dataset, and greedy generation speed (the median of a few timed runs);
+// distillation adds the student's and teacher's held-out losses. Long steps report n of N with their
+// unit, and every step stops on the abort signal with nothing kept. The folder downloads as a zip
+// with every file deflated.
 
 import { type ExportedFile, folderBytes } from '../engine/compress/folder.ts';
 import { type StepProgress, calibrateAndPrune, distillToFolder, generationSpeed, recoverPrunedFolder, splitHeldOut } from '../engine/compress/pipeline.ts';
@@ -109,7 +109,7 @@ export interface DistillMeasures {
   /** 'pruned': made from the teacher's folder; else the Hub id of the downloaded student. */
   student: string;
   rows: number;
-  /** The student's cross-entropy before training (the teacher with layers dropped) and after. */
+  /** The student's cross-entropy before training (as pruned from the teacher, or as downloaded) and after. */
   studentBefore: number;
   studentAfter: number;
   /** The teacher's cross-entropy (with its adapter when one is chosen). */
