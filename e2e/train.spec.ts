@@ -119,6 +119,15 @@ test('IA3 picked in the form trains 2 steps and downloads its PEFT files and its
     await expect(page.getByLabel(field, { exact: true })).toBeVisible();
     await expect(page.getByTestId('train-plan')).toContainText('Total');
   }
+  // Full fine-tuning can train quantization-aware: the plan then counts the working copies.
+  await page.getByRole('radio', { name: /^Full fine-tuning/ }).check();
+  const weightsRow = page.getByTestId('train-plan').getByRole('row', { name: /^Weights/ });
+  await expect(weightsRow).toHaveText(/Weights3\.25 MiB/);
+  await page.getByLabel('Quantization-aware training', { exact: true }).selectOption('nf4');
+  await expect(page.getByTestId('train-qat')).toContainText('as NF4 (blocks of 64)');
+  await expect(weightsRow).toHaveText(/Weights, with the f32 working copies of QAT6\.25 MiB/);
+  await page.screenshot({ path: info.outputPath('train-qat.png'), fullPage: true });
+  await page.getByLabel('Quantization-aware training', { exact: true }).selectOption('off');
   await expect(page.getByTestId('train-quantized')).toHaveCount(0);
   await page.getByRole('radio', { name: /^QLoRA/ }).check();
   await expect(page.getByTestId('train-quantized')).toContainText('quantized to NF4');

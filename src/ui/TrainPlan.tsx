@@ -34,6 +34,7 @@ export function TrainPlan({ settings }: { settings: TrainSettings | null }) {
   const error = answer?.key === key ? answer.error : null;
 
   const quant = settings?.quant;
+  const qat = settings?.qat;
   return (
     <div className="train-plan" data-testid="train-plan">
       {quant && (
@@ -41,6 +42,13 @@ export function TrainPlan({ settings }: { settings: TrainSettings | null }) {
           QLoRA: the base model's projection weights are quantized to {quant.format.toUpperCase()}
           {quant.format === 'int8' ? ' (per row)' : ` (blocks of ${quant.block})`}
           {quant.doubleQuant ? ' with double quantization' : ''} in a copy loaded for this run; the adapter trains in f32.
+        </p>
+      )}
+      {qat && (
+        <p className="small" data-testid="train-qat">
+          Quantization-aware: every forward multiplies by the projection weights as {qat.format.toUpperCase()}
+          {qat.format === 'int8' ? ' (per row)' : ` (blocks of ${qat.block})`} stores them, the gradient reaches the f32 weights, and the run also saves
+          the model in {qat.format.toUpperCase()} (folder {qat.format}/ of the download).
         </p>
       )}
       {!loaded ? (
@@ -54,7 +62,7 @@ export function TrainPlan({ settings }: { settings: TrainSettings | null }) {
             <tbody>
               {(
                 [
-                  [plan.plan.quantization ? `Weights (${plan.plan.quantization})` : 'Weights', plan.plan.weights],
+                  [plan.plan.quantization ? `Weights (${plan.plan.quantization})` : qat ? 'Weights, with the f32 working copies of QAT' : 'Weights', plan.plan.weights],
                   [settings?.method === 'full' ? 'Trainable copies (f32)' : 'Adapter (f32)', plan.plan.adapter],
                   ['Gradients', plan.plan.gradients],
                   ['Optimizer state (AdamW)', plan.plan.optimizer],

@@ -13,7 +13,7 @@ import { LINEAR_MODULE_NAMES, METHODS, type MethodId, type TrainSettings, loraTa
 /** A run's planned GPU memory in bytes, item by item. */
 export interface RunPlan {
   method: MethodId;
-  /** The frozen base as stored on the GPU (quantized projections with their scales under QLoRA). */
+  /** The frozen base as stored on the GPU (quantized projections with their scales under QLoRA; with quantization-aware full fine-tuning, also the f32 working copies of the projections). */
   weights: number;
   /** The trainable values (f32); full fine-tuning: the f32 copies of every weight. */
   adapter: number;
@@ -125,15 +125,20 @@ export function planRun(c: ModelConfig, settings: TrainSettings, weightDtype: 'f
   const base = planTrainingMemory(c, { ...shape, seqLen: seqLen + virtual, method: 'lora', rank: 0, targets: [] });
   const trainable = trainableOf(c, settings.method, values);
   const bytes = (trainable ?? 0) * 4;
+  // Quantization-aware full fine-tuning keeps an f32 working copy of every projection weight.
+  const qatCopies =
+    settings.method === 'full' && settings.qat
+      ? planTrainingMemory(c, { ...shape, method: 'full', quantAware: true }).weights - planTrainingMemory(c, { ...shape, method: 'full' }).weights
+      : 0;
   return {
     method: settings.method,
-    weights: base.weights,
+    weights: base.weights + qatCopies,
     adapter: bytes,
     gradients: bytes,
     optimizer: 2 * bytes,
     activations: base.activations,
     workspace: base.workspace,
-    total: base.total + 4 * bytes,
+    total: base.total + qatCopies + 4 * bytes,
     trainableParameters: trainable,
     quantization: null,
     tokensPerMicroBatch: base.tokensPerMicroBatch,

@@ -106,7 +106,9 @@ describe('every method', () => {
     for (const m of REGISTRY) {
       expect(METHODS[m.id].name).toBe(m.label);
       expect(METHODS[m.id].engine).toBe(m);
-      if (m.peftType !== 'LORA') expect(METHODS[m.id].fields.map((f) => f.key)).toEqual(m.options.map((o) => `${m.id}.${o.key}`));
+      // Full fine-tuning adds its quantization-aware fields after the registry's.
+      const extra = m.id === 'full' ? ['qat.format', 'qat.block'] : [];
+      if (m.peftType !== 'LORA') expect(METHODS[m.id].fields.map((f) => f.key)).toEqual([...m.options.map((o) => `${m.id}.${o.key}`), ...extra]);
     }
     expect(fieldsOf('qlora').slice(0, 7).map((f) => f.key)).toEqual(['lora.rank', 'lora.alpha', 'lora.dropout', 'lora.targets', 'quant.format', 'quant.doubleQuant', 'quant.block']);
     expect(fieldsOf('prompt')[1]).toMatchObject({ key: 'prompt.prompt_tuning_init', kind: 'select', options: [{ value: 'RANDOM' }, { value: 'TEXT' }, { value: 'SAMPLE_VOCAB' }] });
@@ -127,6 +129,19 @@ describe('every method', () => {
         expect(Object.keys(draft).filter((k) => k !== 'method').sort(), id).toEqual(fields.map((f) => f.key).sort());
       }
     }
+  });
+
+  it('reads quantization-aware full fine-tuning: off by default, a format with its block, wrong blocks named', () => {
+    const full = (extra: Record<string, string>) => parseSettings({ ...defaultDraft('full', DEMO), ...extra }, DEMO);
+    expect(full({}).settings?.qat).toBeUndefined();
+    expect(full({ 'qat.format': '' }).settings?.qat).toBeUndefined();
+    expect(full({ 'qat.format': 'int4', 'qat.block': '32' }).settings?.qat).toEqual({ format: 'int4', block: 32 });
+    const settings = full({ 'qat.format': 'nf4' }).settings!;
+    expect(settings.qat).toEqual({ format: 'nf4', block: 64 });
+    expect(parseSettings(draftOf(settings), DEMO).settings).toEqual(settings);
+    expect(full({ 'qat.format': 'nf4', 'qat.block': '48' }).errors['qat.block']).toMatch(/power of two/);
+    expect(full({ 'qat.format': 'int4', 'qat.block': '256' }).errors['qat.block']).toMatch(/32, 64 or 128/);
+    expect(full({ 'qat.format': 'int3' }).errors['qat.format']).toMatch(/Choose Off or a weight format/);
   });
 
   it('gives each method the registry values that create its adapter', () => {

@@ -73,6 +73,13 @@ export interface QuantSettings {
   block: number;
 }
 
+/** Quantization-aware full fine-tuning: the weight format the projections train through. */
+export interface QatSettings {
+  format: QuantFormat;
+  /** NF4/FP4 block size, INT4 group size; INT8 quantizes per row and ignores it. */
+  block: number;
+}
+
 /** A studio method id: a registry id ("lora", "ia3", "full" …) or "qlora". */
 export type MethodId = string;
 
@@ -85,6 +92,8 @@ export type TrainSettings = {
   method: MethodId;
   lora?: LoraSettings;
   quant?: QuantSettings;
+  /** Full fine-tuning only: quantization-aware for this weight format (the projections fake-quantized in every forward). */
+  qat?: QatSettings;
   options?: MethodOptionValues;
 } & CommonSettings;
 
@@ -106,7 +115,7 @@ export interface MethodSpec {
   fields: readonly FieldSpec[];
   defaults(model: ModelFacts): SettingsDraft;
   /** Reads the method's own fields; puts a message per bad field into `errors`. */
-  parse(draft: SettingsDraft, errors: Record<string, string>): Pick<TrainSettings, 'method' | 'lora' | 'quant' | 'options'>;
+  parse(draft: SettingsDraft, errors: Record<string, string>): Pick<TrainSettings, 'method' | 'lora' | 'quant' | 'qat' | 'options'>;
 }
 
 /** The size class of a model, which its defaults follow. */
@@ -152,6 +161,41 @@ const QUANT_FIELDS: readonly FieldSpec[] = [
   },
   { key: 'quant.block', label: 'Block size', unit: 'weights', kind: 'int', help: 'NF4/FP4: a power of two from 32 to 4096; INT4: 32, 64 or 128; INT8 ignores it.', advanced: true },
 ];
+
+const QAT_FIELDS: readonly FieldSpec[] = [
+  {
+    key: 'qat.format',
+    label: 'Quantization-aware training',
+    unit: '',
+    kind: 'select',
+    options: [
+      { value: 'off', label: 'Off (f32 weights)' },
+      ...QUANT_FORMATS.map((f) => ({ value: f, label: { nf4: 'NF4 (4-bit normal float)', fp4: 'FP4 (4-bit float)', int8: 'INT8 (per row)', int4: 'INT4 (groups)' }[f] })),
+    ],
+    help: 'Trains through the quantized weights (each forward uses decode(encode(W)), the gradient reaches the f32 weights), and also saves the model in that format.',
+  },
+  { key: 'qat.block', label: 'QAT block size', unit: 'weights', kind: 'int', help: 'NF4/FP4: a power of two from 32 to 4096; INT4: 32, 64 or 128; INT8 ignores it.', advanced: true },
+];
+
+/** Quantization-aware training's settings, or undefined when off (an empty format is off). */
+function parseQat(draft: SettingsDraft, errors: Record<string, string>): QatSettings | undefined {
+  const raw = (draft['qat.format'] ?? '').trim();
+  if (raw === '' || raw === 'off') return undefined;
+  const format = raw as QuantFormat;
+  if (!QUANT_FORMATS.includes(format)) {
+    errors['qat.format'] = `Choose Off or a weight format: ${QUANT_FORMATS.join(', ')}.`;
+    return undefined;
+  }
+  const block = readInt(draft, 'qat.block', 'The QAT block size', 1, 4096, errors);
+  if (errors['qat.block'] === undefined) {
+    try {
+      resolveQuantOptions({ format, block, doubleQuant: false });
+    } catch (e) {
+      errors['qat.block'] = e instanceof Error ? e.message : String(e);
+    }
+  }
+  return { format, block };
+}
 
 function loraDefaults(model: ModelFacts): SettingsDraft {
   const size = sizeClass(model.parameters);
@@ -259,30 +303,41 @@ function specOf(method: MethodInfo): MethodSpec {
       parse: (draft, errors) => ({ method: method.id, lora: parseLora(draft, errors) }),
     };
   }
+  const full = method.id === 'full';
   return {
     id: method.id,
     name: method.label,
     description: method.description,
     engine: method,
     quantized: false,
-    fields: method.options.map((o) => optionField(method, o)),
-    defaults: () => Object.fromEntries(method.options.map((o) => [optionFieldKey(method, o), optionDefault(o)])),
+    // Full fine-tuning can train quantization-aware (its own fields come after the registry's).
+    fields: [...method.options.map((o) => optionField(method, o)), ...(full ? QAT_FIELDS : [])],
+    defaults: () => ({ ...Object.fromEntries(method.options.map((o) => [optionFieldKey(method, o), optionDefault(o)])), ...(full ? { 'qat.format': 'off', 'qat.block': '64' } : {}) }),
     parse(draft, errors) {
-      const raw: Record<string, unknown> = {};
-      for (const o of method.options) raw[o.flag] = readOption(method, o, draft, errors);
-      const own = method.options.map((o) => optionFieldKey(method, o));
-      if (own.some((k) => errors[k] !== undefined)) return { method: method.id, options: {} };
-      // The registry's own checks (the same the CLI runs), on the values that passed the field checks.
-      try {
-        return { method: method.id, options: parseMethodOptions(method, raw) };
-      } catch (e) {
-        if (!(e instanceof InvalidArgumentError)) throw e;
-        const o = method.options.find((x) => e.message.includes(`--${x.flag} `)) ?? method.options[0];
-        errors[o ? optionFieldKey(method, o) : 'method'] = e.message;
-        return { method: method.id, options: {} };
+      if (full) {
+        const qat = parseQat(draft, errors);
+        const rest = parseRegistry(draft, errors);
+        return qat ? { ...rest, qat } : rest;
       }
+      return parseRegistry(draft, errors);
     },
   };
+
+  function parseRegistry(draft: SettingsDraft, errors: Record<string, string>): Pick<TrainSettings, 'method' | 'options'> {
+    const raw: Record<string, unknown> = {};
+    for (const o of method.options) raw[o.flag] = readOption(method, o, draft, errors);
+    const own = method.options.map((o) => optionFieldKey(method, o));
+    if (own.some((k) => errors[k] !== undefined)) return { method: method.id, options: {} };
+    // The registry's own checks (the same the CLI runs), on the values that passed the field checks.
+    try {
+      return { method: method.id, options: parseMethodOptions(method, raw) };
+    } catch (e) {
+      if (!(e instanceof InvalidArgumentError)) throw e;
+      const o = method.options.find((x) => e.message.includes(`--${x.flag} `)) ?? method.options[0];
+      errors[o ? optionFieldKey(method, o) : 'method'] = e.message;
+      return { method: method.id, options: {} };
+    }
+  }
 }
 
 function qloraSpec(lora: MethodInfo): MethodSpec {

@@ -5,7 +5,8 @@
 // adapter bit for bit; a second run is refused while one trains. IA3 and DoRA runs download a merged
 // model folder whose logits are the base model's with the adapter, within 1e-5 (the demo checkpoint
 // is handed to the studio in f32, the values it loads anyway, so the merged folder is written in f32
-// and only the merge itself is compared).
+// and only the merge itself is compared). A quantization-aware full fine-tune (NF4) plans its working
+// copies and stores its NF4 folder beside the f32 one, whose logits are the f32 weights' quantized.
 
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,6 +25,8 @@ import { EngineApi, type RunRecord, type RunUpdate, type StartTrainingRequest } 
 import type { ModelService } from './models.ts';
 import { MemoryRunStore } from './runs.ts';
 import { defaultDraft, parseSettings } from './train-settings.ts';
+import { planRun } from './train-plan.ts';
+import { parseModelConfig } from '../engine/model/config.ts';
 
 const DEMO = 'public/models/demo';
 const SAMPLE = readFileSync('public/datasets/alpaca-facts.jsonl');
@@ -286,6 +289,40 @@ describe('every method through EngineApi', () => {
     expect(new TextDecoder().decode(zip['README.md'])).toContain('| Base weights | nf4, block 64, double-quantized (QLoRA) |');
     const gguf = await api.exportRun(r.value.id, 'gguf');
     expect(gguf.ok).toBe(true);
+  });
+
+  it('trains a quantization-aware full fine-tune (NF4) and keeps the NF4 model beside the f32 one', async () => {
+    const plans: (RunUpdate['plan'] | undefined)[] = [];
+    const request = methodRequest('full', { 'qat.format': 'nf4', 'qat.block': '64', lr: '1e-3' });
+    expect(request.settings.qat).toEqual({ format: 'nf4', block: 64 });
+    const r = await api.startTraining(request, (u) => plans.push(u.plan));
+    if (!r.ok) throw new Error(r.error.message);
+    expect(r.value.status).toBe('completed');
+    // The plan counts an f32 working copy of every projection: 4 layers × 196,608 values.
+    const plain = planRun(parseModelConfig(JSON.parse(readFileSync(join(DEMO, 'config.json'), 'utf8'))), { ...request.settings, qat: undefined });
+    expect(plans.at(-1)!.weights - plain.weights).toBe(4 * 196_608 * 4);
+    const names = (await store.list(`runs/${r.value.id}/adapter/`)).map((b) => b.key.slice(`runs/${r.value.id}/adapter/`.length)).sort();
+    expect(names).toEqual(expect.arrayContaining(['config.json', 'model.safetensors', 'nf4/config.json', 'nf4/model.safetensors', 'nf4/tokenizer.json']));
+    const download = await api.exportRun(r.value.id, 'peft');
+    if (!download.ok) throw new Error(download.error.message);
+    const zip = unzipSync(new Uint8Array(await download.value.blob.arrayBuffer()));
+    expect(new TextDecoder().decode(zip['README.md'])).toContain('| Base weights | f32, quantization-aware for nf4 (block 64) |');
+    const nf4 = Object.fromEntries(Object.entries(zip).filter(([n]) => n.startsWith('nf4/')).map(([n, b]) => [n.slice(4), new Blob([b as Uint8Array<ArrayBuffer>])]));
+    expect(JSON.parse(await nf4['config.json'].text())).toMatchObject({ quantization_config: { quant_method: 'bitsandbytes', bnb_4bit_quant_type: 'nf4' } });
+    const gpu = await testGpu();
+    const quantized = await loadModel(gpu, await openModelFolder(blobFileSet(nf4, 'nf4')));
+    // The f32 masters quantized as they load (NF4, block 64): the weights the training forward used.
+    const f32Folder = await openModelFolder(blobFileSet(Object.fromEntries(Object.entries(zip).filter(([n]) => !n.includes('/')).map(([n, b]) => [n, new Blob([b as Uint8Array<ArrayBuffer>])])), 'f32'));
+    const trained = await loadModel(gpu, f32Folder, { quant: { format: 'nf4', block: 64, doubleQuant: false } });
+    try {
+      expect(quantized.quantization).toBe('nf4');
+      const err = relL2(flat(await quantized.logits(PROBE)), flat(await trained.logits(PROBE)));
+      console.log(`QAT nf4 run: the saved NF4 folder's logits vs the saved f32 weights quantized on load, relL2 ${err.toExponential(2)}`);
+      expect(err).toBeLessThan(1e-6);
+    } finally {
+      quantized.release();
+      trained.release();
+    }
   });
 
   it('refuses a run whose plan is over the memory budget, saying what to change', async () => {

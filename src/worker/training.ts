@@ -23,6 +23,7 @@ import type { CardMethod } from '../engine/io/model-card.ts';
 import { type LlamaModel, loadModel } from '../engine/model/llama.ts';
 import type { PeftAdapter } from '../engine/peft/adapter.ts';
 import { findMethod } from '../engine/peft/methods.ts';
+import { FullFineTune } from '../engine/peft/full/index.ts';
 import type { LoraConfig } from '../engine/peft/lora/config.ts';
 import type { BlobStore } from '../engine/store/store.ts';
 import { trainedModelCard } from '../engine/train/adapter-files.ts';
@@ -504,6 +505,10 @@ export class TrainingService {
         source: folder ?? undefined,
       });
       adapter.training = true;
+      if (s.qat) {
+        if (!(adapter instanceof FullFineTune)) throw new InvalidArgumentError(`Quantization-aware training trains full fine-tunes; ${spec.name} has no such option.`);
+        adapter.quantAware({ format: s.qat.format, block: s.qat.block });
+      }
       plan = withMeasuredAdapter(plan, adapter.parameterCount);
       checkRunPlan(plan, limits, budget);
       record.plan = plan;
@@ -555,8 +560,12 @@ export class TrainingService {
       if (writes.failure !== null) throw writes.failure;
 
       update('saving');
-      // The method's own files (PEFT's where PEFT has the method; a model folder for full fine-tuning) and a model card.
+      // The method's own files (PEFT's where PEFT has the method; a model folder for full fine-tuning) and a model card;
+      // a quantization-aware run also keeps the model in its format under <format>/, as `whetstone train --qat` writes it.
       const files = await adapter.exportFiles();
+      if (s.qat && adapter instanceof FullFineTune) {
+        for (const [name, bytes] of (await adapter.exportQuantizedFiles()).files) files.set(`${s.qat.format}/${name}`, bytes);
+      }
       const card = trainedModelCard(
         s.lora ? (adapter.savedConfig as unknown as LoraConfig) : undefined,
         model.config,
@@ -564,7 +573,7 @@ export class TrainingService {
           baseModel: baseModelName(record),
           options,
           result,
-          precision: s.quant ? `${plan.quantization} (QLoRA)` : model.weightDtype,
+          precision: s.quant ? `${plan.quantization} (QLoRA)` : s.qat ? `${model.weightDtype}, quantization-aware for ${s.qat.format}${s.qat.format === 'int8' ? '' : ` (block ${s.qat.block})`}` : model.weightDtype,
           dataset: { name: record.dataset.name, format: stats.format, trainExamples: stats.trainExamples, validationExamples: stats.validationExamples, tokens: stats.tokens, countedTokens: stats.countedTokens },
         },
         cardMethod(s),
