@@ -7,7 +7,8 @@ import { dropFile } from './drop.ts';
 // The Train screen's settings form from the keyboard, with a message per wrong field and the
 // studio's error box when nothing is loaded; and two tabs: while one trains, the other sees the run
 // (read from IndexedDB) and cannot start a second one; Pause and Cancel in the first show in the second;
-// and a non-LoRA method (IA3) picked in the form, trained for 2 steps and downloaded with its files.
+// and a non-LoRA method (IA3) picked in the form, trained for 2 steps and downloaded with its files;
+// a quantization-aware full fine-tune (NF4) whose model download holds the f32 and the NF4 folders.
 const SAMPLE = readFileSync('public/datasets/alpaca-facts.jsonl', 'utf8');
 
 test('the settings form works from the keyboard, marks wrong fields and explains a missing model', async ({ page }, info) => {
@@ -157,5 +158,38 @@ test('IA3 picked in the form trains 2 steps and downloads its PEFT files and its
   const folder = unzipSync(new Uint8Array(readFileSync(await merged.path())));
   expect(Object.keys(folder).sort()).toEqual(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
   await page.screenshot({ path: info.outputPath('export-ia3.png'), fullPage: true });
+  expect(problems).toEqual([]);
+});
+
+test('a quantization-aware full fine-tune (NF4) trains 2 steps and downloads the f32 and NF4 folders', async ({ page }, info) => {
+  test.setTimeout(120_000);
+  const problems = watchProblems(page);
+  await page.goto('/');
+  await page.getByRole('button', { name: 'Load the demo model' }).click();
+  await expect(page.getByTestId('loaded-name')).toHaveText('Demo model (built in)');
+  await page.getByRole('tab', { name: 'Data' }).click();
+  await dropFile(page, 'dataset-drop', 'alpaca-facts.jsonl', SAMPLE);
+  await expect(page.getByTestId('stat-rows')).toHaveText('50 rows');
+  await page.getByRole('tab', { name: 'Train' }).click();
+  await page.getByRole('radio', { name: /^Full fine-tuning/ }).check();
+  await page.getByLabel('Quantization-aware training', { exact: true }).selectOption('nf4');
+  await page.getByLabel('Steps', { exact: true }).fill('2');
+  await page.getByLabel('Batch size').fill('1');
+  await page.getByLabel('Sequence length').fill('32');
+  await page.getByText('More settings').click();
+  await expect(page.getByLabel('QAT block size')).toHaveValue('64');
+  await page.getByLabel('Validation share').fill('0');
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(page.getByTestId('run-status')).toHaveText('Completed', { timeout: 90_000 });
+  await expect(page.getByTestId('train-progress')).toContainText('model saved');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download model (Hugging Face folder zip)' }).click()]);
+  expect(download.suggestedFilename()).toMatch(/^whetstone-demo-full-\d{8}-\d{4}-model\.zip$/);
+  const zip = unzipSync(new Uint8Array(readFileSync(await download.path())));
+  expect(Object.keys(zip).sort()).toEqual(
+    ['README.md', 'config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].flatMap((n) => (n === 'README.md' ? [n] : [n, `nf4/${n}`])).sort(),
+  );
+  expect(JSON.parse(new TextDecoder().decode(zip['nf4/config.json']))).toMatchObject({ quantization_config: { bnb_4bit_quant_type: 'nf4' } });
+  expect(new TextDecoder().decode(zip['README.md'])).toContain('quantization-aware for nf4 (block 64)');
+  await page.screenshot({ path: info.outputPath('train-qat-done.png'), fullPage: true });
   expect(problems).toEqual([]);
 });

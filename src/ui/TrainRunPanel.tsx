@@ -73,7 +73,7 @@ function StepLine({ run, step, total, etaMs }: { run: RunRecord; step: number; t
   const parts = [
     `elapsed ${formatDuration(run.elapsedMs / 1000)}`,
     etaMs !== null && step < total ? `about ${formatDuration(etaMs / 1000)} left` : null,
-    run.status === 'completed' ? 'adapter saved' : run.checkpointStep !== null ? `last checkpoint: step ${formatInt(run.checkpointStep)}` : 'no checkpoint yet',
+    run.status === 'completed' ? (run.settings.method === 'full' ? 'model saved' : 'adapter saved') : run.checkpointStep !== null ? `last checkpoint: step ${formatInt(run.checkpointStep)}` : 'no checkpoint yet',
   ].filter(Boolean);
   return (
     <>

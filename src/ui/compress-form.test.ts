@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import type { CompressResult } from '../worker/engine-api.ts';
-import { type CompressDraft, DEFAULT_DRAFT, checkDraft, comparisonRows, dataChoice, draftFor, progressDetail, progressValue } from './compress-form.ts';
+import { type CompressDraft, DEFAULT_DRAFT, checkDraft, comparisonRows, dataChoice, downloadNotice, draftFor, progressDetail, progressValue } from './compress-form.ts';
 
 const ctx = { layers: 4, hasDataset: false };
 const d = draftFor(4, DEFAULT_DRAFT);
@@ -154,5 +154,16 @@ describe('the Compress form', () => {
     ]);
     const cached = comparisonRows({ ...r, recovery: null, distill: { student: 'hub:org/small@main', rows: 4, studentBefore: 9, studentAfter: 8, teacher: 7.5, klBefore: 1.5, klAfter: 0.5, firstLoss: 5, lastLoss: 4 } }, String);
     expect(cached[4].label).toBe('Student held-out loss (4 rows; before: org/small@main, untrained)');
+  });
+
+  it('says how the downloaded zip compares with the folder it holds', () => {
+    const files = [
+      { name: 'config.json', bytes: 600 },
+      { name: 'model.safetensors', bytes: 9400 },
+    ];
+    const b = (n: number) => `${n} B`;
+    expect(downloadNotice('c.zip', 6500, files, b)).toBe('Downloaded c.zip: 6500 B, 35.0 % smaller than the 10000 B folder (config.json, model.safetensors).');
+    expect(downloadNotice('c.zip', 10100, files, b)).toBe('Downloaded c.zip: 10100 B, 1.0 % larger than the 10000 B folder (config.json, model.safetensors).');
+    expect(downloadNotice('c.zip', 10000, files, b)).toBe('Downloaded c.zip: 10000 B, the size of the 10000 B folder (config.json, model.safetensors).');
   });
 });

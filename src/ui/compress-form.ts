@@ -356,3 +356,12 @@ export function comparisonRows(r: CompressResult, fmtBytes: (n: number) => strin
   }
   return rows;
 }
+
+/** The notice after a download: the zip's size against the folder it holds, and the files. */
+export function downloadNotice(fileName: string, zipBytes: number, files: readonly { name: string; bytes: number }[], fmtBytes: (n: number) => string): string {
+  const folder = files.reduce((n, f) => n + f.bytes, 0);
+  const pct = folder > 0 ? ((folder - zipBytes) / folder) * 100 : 0;
+  const than = `than the ${fmtBytes(folder)} folder`;
+  const vs = Math.abs(pct) < 0.05 ? `the size of the ${fmtBytes(folder)} folder` : pct > 0 ? `${pct.toFixed(1)} % smaller ${than}` : `${(-pct).toFixed(1)} % larger ${than}`;
+  return `Downloaded ${fileName}: ${fmtBytes(zipBytes)}, ${vs} (${files.map((f) => f.name).join(', ')}).`;
+}

@@ -8,7 +8,8 @@ import { create } from 'zustand';
 import type { AdapterEntry, CachedModel, CompressDataset, CompressProgress, CompressResult, ExportProgress } from '../worker/engine-api.ts';
 import { type AbortHandle, abortHandle, progressCallback } from '../worker/client.ts';
 import { useData } from './data-store.ts';
-import { type CompressDraft, DEFAULT_DRAFT, checkDraft, draftFor } from './compress-form.ts';
+import { type CompressDraft, DEFAULT_DRAFT, checkDraft, downloadNotice, draftFor } from './compress-form.ts';
+import { formatBytes } from './format.ts';
 import { SAMPLE_DATASET } from './DataScreen.tsx';
 import { useModels } from './model-store.ts';
 import { getEngine } from './store.ts';
@@ -132,7 +133,7 @@ export const useCompress = create<CompressState>((set, get) => ({
     set({ downloading: null });
     if (r.ok) {
       saveBlob(r.value.blob, r.value.fileName);
-      set({ notice: { kind: 'ok', text: `Downloaded ${r.value.fileName} (${r.value.files.join(', ')}).` } });
+      set({ notice: { kind: 'ok', text: downloadNotice(r.value.fileName, r.value.bytes, result.files, formatBytes) } });
     } else if (r.error.name === 'CancelledError') {
       set({ notice: { kind: 'ok', text: 'The download was cancelled.' } });
     } else {

@@ -98,7 +98,7 @@ export const useTrain = create<TrainState>((set, get) => {
       const run = r.value;
       const text =
         run.status === 'completed'
-          ? `The run finished: ${run.result?.steps ?? run.step} steps. Download the adapter with the button above, or in more formats on the Export screen.`
+          ? `The run finished: ${run.result?.steps ?? run.step} steps. Download the ${run.settings.method === 'full' ? 'model' : 'adapter'} with the button above, or in more formats on the Export screen.`
           : run.status === 'paused'
             ? `Paused at step ${run.step}. Resume continues from the checkpoint of step ${run.checkpointStep ?? 0}.`
             : run.status === 'cancelled'
