@@ -3,7 +3,7 @@ import { watchProblems } from './watch.ts';
 
 // The Compress screen: without a model it points to the Model screen; with the demo model, k-means
 // clustering chosen with the keyboard (no rows: the loss says so) runs and fills the before/after
-// table, and the compressed folder downloads as a zip. Wanda 50 % on the sample dataset with a
+// table, the compressed folder downloads as a zip and loads as the model. Wanda 50 % on the sample dataset with a
 // 2-step LoRA recovery: a wrong field shows its message and keeps Run disabled; the table shows the
 // loss, tokens/s and the recovery's losses as numbers; the zip downloads. Then, in the same page,
 // distillation into a student with fewer heads and MLP neurons (every layer kept): an empty student
@@ -53,6 +53,16 @@ test('clusters the demo model, shows before and after, and downloads the zip', a
   await expect(table.getByRole('row', { name: /Weight file size/ })).toContainText('1,710,288 B');
   await expect(table.getByRole('row', { name: /Generation speed/ })).toContainText(/\d+\.\d tokens\/s/);
   await downloadZip(page);
+
+  // The result loads as the model: the status bar and the Model screen name it, and it compresses again.
+  await page.getByRole('button', { name: 'Load as the model' }).click();
+  const name = 'Demo model (built in), k-means clustering, k = 16 (projections)';
+  await expect(page.getByTestId('compress-notice')).toContainText(`Loaded "${name}" as the model`);
+  await expect(page.getByRole('heading', { name: `Compress ${name}` })).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Load as the model' })).toBeDisabled();
+  await page.getByRole('tab', { name: 'Model' }).click();
+  await expect(page.getByTestId('loaded-name')).toHaveText(name);
+  await expect(page.getByTestId('loaded-source')).toHaveText('the Compress screen (stored in this browser)');
   expect(problems).toEqual([]);
 });
 

@@ -18,6 +18,8 @@ import { useStudio } from './store.ts';
 
 export function CompressScreen() {
   const loaded = useModels((s) => s.loaded);
+  const loading = useModels((s) => s.loading);
+  const loadResult = useCompress((s) => s.loadResult);
   const setScreen = useStudio((s) => s.setScreen);
   const dataFile = useData((s) => (s.result && !s.result.error ? s.file : null));
   const storedDraft = useCompress((s) => s.draft);
@@ -132,6 +134,9 @@ export function CompressScreen() {
           <div className="button-row">
             <button type="button" className="primary" disabled={busy} onClick={() => void download()}>
               Download zip
+            </button>
+            <button type="button" disabled={busy || loading !== null || loaded.id === `compressed:${result.id}`} onClick={() => void loadResult()}>
+              Load as the model
             </button>
             {downloading && (
               <button type="button" onClick={cancelDownload}>

@@ -5,7 +5,7 @@ import { Progress } from './Progress.tsx';
 import { formatBytes, formatCount, formatInt } from './format.ts';
 import { useModels } from './model-store.ts';
 
-const SOURCE = { demo: 'built-in demo', hub: 'Hugging Face Hub (cached)', files: 'files from this computer' } as const;
+const SOURCE = { demo: 'built-in demo', hub: 'Hugging Face Hub (cached)', files: 'files from this computer', compressed: 'the Compress screen (stored in this browser)' } as const;
 
 export function LoadedModel() {
   const loaded = useModels((s) => s.loaded);

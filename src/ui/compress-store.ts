@@ -21,6 +21,8 @@ interface CompressState {
   draft: CompressDraft;
   running: { abort: AbortHandle; progress: CompressProgress | null } | null;
   result: CompressResult | null;
+  /** The name of the model the result was made from. */
+  resultOf: string | null;
   downloading: { abort: AbortHandle; progress: ExportProgress | null } | null;
   notice: Notice | null;
   /** Adapters of finished training runs (a distillation teacher can use one); null until listed. */
@@ -34,12 +36,15 @@ interface CompressState {
   cancel: () => void;
   download: () => Promise<void>;
   cancelDownload: () => void;
+  /** Loads the result as the model (Playground, Train and a further compression then use it). */
+  loadResult: () => Promise<void>;
 }
 
 export const useCompress = create<CompressState>((set, get) => ({
   draft: DEFAULT_DRAFT,
   running: null,
   result: null,
+  resultOf: null,
   downloading: null,
   notice: null,
   adapters: null,
@@ -106,10 +111,9 @@ export const useCompress = create<CompressState>((set, get) => ({
     });
     const r = await getEngine().compressModel({ technique: parsed.value.technique, recovery: parsed.value.recovery, dataset }, onProgress, abort.token);
     if (r.ok) {
-      const old = get().result;
-      set({ running: null, result: r.value, notice: null });
-      // Only the latest compressed model is kept in the store.
-      if (old) void getEngine().deleteCompressedModel(old.id);
+      set({ running: null, result: r.value, resultOf: loaded?.name ?? null, notice: null });
+      // Only the latest compressed model is kept in the store, and the one loaded as the model.
+      void getEngine().keepCompressedModel(r.value.id);
     } else if (r.error.name === 'CancelledError') {
       set({ running: null, notice: { kind: 'ok', text: 'The compression was cancelled; nothing was kept.' } });
     } else {
@@ -143,5 +147,19 @@ export const useCompress = create<CompressState>((set, get) => ({
 
   cancelDownload() {
     get().downloading?.abort.abort();
+  },
+
+  async loadResult() {
+    const { result, resultOf } = get();
+    if (!result || get().running || get().downloading) return;
+    const name = `${resultOf ?? 'Compressed model'}, ${result.label}`;
+    await useModels.getState().loadCompressed(result.id, name);
+    const m = useModels.getState();
+    if (m.loaded?.id === `compressed:${result.id}`) {
+      set({ notice: { kind: 'ok', text: `Loaded "${name}" as the model: the Playground, Train and Compress screens use it now.` } });
+    } else if (m.loadOutcome) {
+      const e = m.loadOutcome.error;
+      set({ notice: { kind: m.loadOutcome.kind, text: e ? `${m.loadOutcome.text} ${e.message}` : m.loadOutcome.text, hint: e?.hint } });
+    }
   },
 }));

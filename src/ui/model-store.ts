@@ -54,6 +54,8 @@ interface ModelState {
   refresh: () => Promise<void>;
   loadDemo: () => Promise<void>;
   loadCached: (id: string) => Promise<void>;
+  /** Loads the Compress screen's stored result `id` as the model, named `name`. */
+  loadCompressed: (id: string, name: string) => Promise<void>;
   loadFiles: (files: File[]) => Promise<void>;
   cancelLoad: () => void;
   startDownload: (id: string) => Promise<void>;
@@ -118,6 +120,7 @@ export const useModels = create<ModelState>((set, get) => {
 
     loadDemo: () => load('the demo model', (p, a) => getEngine().loadDemoModel(p, a.token)),
     loadCached: (id) => load(id.replace(/^hub:/, ''), (p, a) => getEngine().loadCachedModel(id, p, a.token)),
+    loadCompressed: (id, name) => load(name, (p, a) => getEngine().loadCompressedModel(id, name, p, a.token)),
     loadFiles: (files) => load(files.length === 1 ? files[0].name : `${files.length} files`, (p, a) => getEngine().loadModelFiles(files, p, a.token)),
 
     cancelLoad() {

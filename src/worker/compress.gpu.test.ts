@@ -8,7 +8,8 @@
 // adapter of a stored run; the student loses a layer, a query head per group and 64 MLP neurons)
 // reports the teacher's and student's held-out losses as the engine measures them and writes the
 // smaller config; a downloaded student (a finished Hub download in the store) is distilled the same
-// way, and one of another vocabulary or tokenizer, or not downloaded, is refused with its reason; cancelling mid-recovery keeps nothing.
+// way, and one of another vocabulary or tokenizer, or not downloaded, is refused with its reason; a
+// compressed folder loads as the model, compresses again, and survives the pruning of the store; cancelling mid-recovery keeps nothing.
 
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -311,5 +312,29 @@ describe('compression through EngineApi', () => {
     const both = await api.compressModel({ technique: { ...technique, dropLayers: [1] }, dataset, evaluation });
     expect(both.ok).toBe(false);
     if (!both.ok) expect(both.error.message).toMatch(/not both/);
+  });
+
+  it('loads a compressed folder as the model, compresses it again, and keeps the loaded folder when pruning the store', async () => {
+    const dropped = await api.compressModel({ technique: { kind: 'drop-layers', layers: [1] }, dataset: null, evaluation });
+    if (!dropped.ok) throw new Error(dropped.error.message);
+    try {
+      const loaded = await api.loadCompressedModel(dropped.value.id, 'Demo, drop layer 1');
+      if (!loaded.ok) throw new Error(loaded.error.message);
+      expect(loaded.value).toMatchObject({ id: `compressed:${dropped.value.id}`, name: 'Demo, drop layer 1', source: 'compressed', layers: 3 });
+      const again = await api.compressModel({ technique: { kind: 'drop-layers', layers: [0] }, dataset: null, evaluation });
+      if (!again.ok) throw new Error(again.error.message);
+      expect(again.value.before.parameters).toBe(dropped.value.after.parameters);
+      expect(again.value.after.parameters).toBeLessThan(again.value.before.parameters);
+      const kept = await api.keepCompressedModel(again.value.id);
+      if (!kept.ok) throw new Error(kept.error.message);
+      expect(kept.value).not.toContain(dropped.value.id);
+      const ids = new Set((await store.list('compressed/')).map((b) => b.key.split('/')[1]));
+      expect([...ids].sort()).toEqual([dropped.value.id, again.value.id].sort());
+      expect(await api.loadCompressedModel('c-none', 'x')).toMatchObject({ ok: false, error: { name: 'MissingFileError' } });
+    } finally {
+      // The other tests compress the demo model.
+      const files = readdirSync(DEMO).map((name) => new File([readFileSync(join(DEMO, name))], name));
+      expect((await api.loadModelFiles(files)).ok).toBe(true);
+    }
   });
 });

@@ -403,10 +403,7 @@ async function writeFiles(store: BlobStore, id: string, files: readonly Exported
 
 /** Opens the compressed folder `id` from the store. */
 export async function openCompressedFolder(store: BlobStore, id: string): Promise<ModelFolder> {
-  const prefix = compressedKeys.folder(id);
-  const names = (await store.list(prefix)).filter((b) => b.complete).map((b) => b.key.slice(prefix.length));
-  if (!names.includes('config.json')) throw new MissingFileError(`There is no compressed model ${id} in the store.`, { hint: 'Run the compression again.' });
-  return openModelFolder(storeFileSet(store, prefix, names, `compressed ${id}`));
+  return openModelFolder(await compressedFiles(store, id));
 }
 
 /** The adapter files of a finished training run (what its method saved; the model card aside). */
@@ -684,10 +681,7 @@ export async function zipModelFolder(files: FileSet, signal: AbortSignal, onProg
 
 /** The compressed folder `id` as a zip download (every file deflated). */
 export async function downloadCompressed(store: BlobStore, id: string, signal: AbortSignal, onProgress?: (p: ExportProgress) => void): Promise<ExportedDownload> {
-  const prefix = compressedKeys.folder(id);
-  const names = (await store.list(prefix)).filter((b) => b.complete).map((b) => b.key.slice(prefix.length));
-  if (names.length === 0) throw new MissingFileError(`There is no compressed model ${id} in the store.`, { hint: 'Run the compression again.' });
-  const files = storeFileSet(store, prefix, names, `compressed ${id}`);
+  const files = await compressedFiles(store, id);
   const blob = await zipModelFolder(files, signal, onProgress);
   return { blob, fileName: `whetstone-compressed-${id}.zip`, bytes: blob.size, files: files.list() };
 }
@@ -695,4 +689,29 @@ export async function downloadCompressed(store: BlobStore, id: string, signal: A
 /** Removes the compressed folder `id` from the store. */
 export async function deleteCompressed(store: BlobStore, id: string): Promise<void> {
   await store.delete(compressedKeys.folder(id));
+}
+
+/** The model id of a compressed folder loaded as the model (ModelSummary.id). */
+export function compressedModelId(id: string): string {
+  return `compressed:${id}`;
+}
+
+/** Removes every compressed folder (staging ones included) but those in `keep`. */
+export async function pruneCompressed(store: BlobStore, keep: readonly string[]): Promise<string[]> {
+  const ids = new Set((await store.list(PREFIX)).map((b) => b.key.slice(PREFIX.length).split('/')[0]));
+  const removed: string[] = [];
+  for (const id of ids) {
+    if (keep.includes(id)) continue;
+    await store.delete(compressedKeys.folder(id));
+    removed.push(id);
+  }
+  return removed;
+}
+
+/** The compressed folder `id` as a model folder's files (to load it as the model). */
+export async function compressedFiles(store: BlobStore, id: string): Promise<FileSet> {
+  const prefix = compressedKeys.folder(id);
+  const names = (await store.list(prefix)).filter((b) => b.complete).map((b) => b.key.slice(prefix.length));
+  if (!names.includes('config.json')) throw new MissingFileError(`There is no compressed model ${id} in the store.`, { hint: 'Run the compression again.' });
+  return storeFileSet(store, prefix, names, `compressed ${id}`);
 }

@@ -32,7 +32,17 @@ import {
 import { type AdapterEntry, type ColumnDelta, type PlaygroundRequest, type PlaygroundResult, PlaygroundService } from './playground.ts';
 import { type Result, attempt } from './result.ts';
 import { type ExportFormat, type ExportProgress, type ExportedDownload, exportRun } from './run-export.ts';
-import { type CompressProgress, type CompressRequest, type CompressResult, compressLoaded, deleteCompressed, downloadCompressed } from './compress.ts';
+import {
+  type CompressProgress,
+  type CompressRequest,
+  type CompressResult,
+  compressLoaded,
+  compressedFiles,
+  compressedModelId,
+  deleteCompressed,
+  downloadCompressed,
+  pruneCompressed,
+} from './compress.ts';
 import { MemoryRunStore, type RunRecord, type RunStore } from './runs.ts';
 import { type RunOverview, type RunUpdate, type StartTrainingRequest, type TrainingLock, type TrainingPlan, TrainingService, trainingLock } from './training.ts';
 import type { TrainSettings } from './train-settings.ts';
@@ -295,6 +305,27 @@ export class EngineApi {
   /** Removes a compressed folder from the store. */
   async deleteCompressedModel(id: string): Promise<Result<void>> {
     return attempt(() => deleteCompressed(this.runStores.store(), id));
+  }
+
+  /**
+   * Removes every compressed folder but `id` and the one the loaded model was read from (a
+   * compressed model loaded as the model keeps its files); returns the ids removed.
+   */
+  async keepCompressedModel(id: string): Promise<Result<string[]>> {
+    return attempt(() => {
+      const active = this.models.active()?.summary.id ?? '';
+      const loaded = active.startsWith(compressedModelId('')) ? [active.slice(compressedModelId('').length)] : [];
+      return pruneCompressed(this.runStores.store(), [id, ...loaded]);
+    });
+  }
+
+  /** Loads the compressed folder `id` from the store as the model, named `name`. */
+  async loadCompressedModel(id: string, name: string, onProgress?: (p: LoadProgress) => void, abort?: AbortToken): Promise<Result<ModelSummary>> {
+    return this.withSignal(abort, (signal) =>
+      this.jobs.run('loading a model', async () =>
+        this.models.loadStored(await compressedFiles(this.runStores.store(), id), { id: compressedModelId(id), name, source: 'compressed' }, signal, onProgress),
+      ),
+    );
   }
 
   private async withSignal<T>(abort: AbortToken | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<Result<T>> {

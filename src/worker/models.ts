@@ -20,7 +20,7 @@ export const DEMO_FILES = ['config.json', 'generation_config.json', 'model.safet
 /** Projection weights are stored in bf16 when the f32 weights would take more than this. */
 export const F32_WEIGHT_LIMIT = 1024 * 1024 * 1024;
 
-export type ModelSource = 'demo' | 'hub' | 'files';
+export type ModelSource = 'demo' | 'hub' | 'files' | 'compressed';
 
 /** What the studio shows about the loaded model. */
 export interface ModelSummary {
@@ -205,6 +205,11 @@ export class ModelService {
       throw new MissingFileError(`${formatHubRef(ref)} is not completely downloaded.`, { hint: 'Download it again; the download resumes from the bytes already saved.' });
     }
     return this.load(files, { id: formatHubRef(ref), name: ref.repo + (ref.revision === 'main' ? '' : `@${ref.revision}`), source: 'hub' }, signal, onProgress, options);
+  }
+
+  /** Loads a model folder held in the store (a compressed model, `compressed:<id>`) under `name`. */
+  async loadStored(files: FileSet, who: { id: string; name: string; source: ModelSource }, signal: AbortSignal, onProgress?: (p: LoadProgress) => void, options: LoadOptions = {}): Promise<ModelSummary> {
+    return this.load(files, who, signal, onProgress, options);
   }
 
   async download(request: DownloadRequest, signal: AbortSignal, onProgress?: (p: DownloadStatus) => void): Promise<CachedModel> {
