@@ -2,24 +2,17 @@ import { readFileSync } from 'node:fs';
 import { type Page, expect, test } from '@playwright/test';
 import { unzipSync } from 'fflate';
 import { watchProblems } from './watch.ts';
-import { dropFile } from './drop.ts';
+import { loadDemoWithSample } from './drop.ts';
 
 // The studio end to end on the demo model: load it, drop the sample instruction dataset with a real
 // drag and drop, train a few small steps while the loss chart gains points, download the adapter and
 // check the PEFT files inside the zip; the run then shows on the Export screen with its results and
 // other formats. A reload in the middle of a run finds it in IndexedDB, and Resume continues from the
 // last checkpoint to the end. The browser reports no error along the way.
-const SAMPLE = readFileSync('public/datasets/alpaca-facts.jsonl', 'utf8');
 
 /** Loads the demo model, drops the sample dataset, and fills small settings on the Train screen. */
 async function prepare(page: Page, steps: number, saveEvery: number): Promise<void> {
-  await page.goto('/');
-  await page.getByRole('button', { name: 'Load the demo model' }).click();
-  await expect(page.getByTestId('loaded-name')).toHaveText('Demo model (built in)');
-  await page.getByRole('tab', { name: 'Data' }).click();
-  await dropFile(page, 'dataset-drop', 'alpaca-facts.jsonl', SAMPLE);
-  await expect(page.getByTestId('stat-rows')).toHaveText('50 rows');
-  await page.getByRole('tab', { name: 'Train' }).click();
+  await loadDemoWithSample(page);
   await expect(page.getByTestId('train-model')).toContainText('Demo model (built in)');
   await expect(page.getByTestId('train-dataset')).toContainText('alpaca-facts.jsonl: 50 examples');
   // Small steps keep SwiftShader quick: one row of at most 40 tokens, two projections adapted.

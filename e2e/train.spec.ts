@@ -2,14 +2,13 @@ import { readFileSync } from 'node:fs';
 import { unzipSync } from 'fflate';
 import { expect, test } from '@playwright/test';
 import { focusIsVisible, watchProblems } from './watch.ts';
-import { dropFile } from './drop.ts';
+import { SAMPLE, dropFile, loadDemoWithSample } from './drop.ts';
 
 // The Train screen's settings form from the keyboard, with a message per wrong field and the
 // studio's error box when nothing is loaded; and two tabs: while one trains, the other sees the run
 // (read from IndexedDB) and cannot start a second one; Pause and Cancel in the first show in the second;
 // and a non-LoRA method (IA3) picked in the form, trained for 2 steps and downloaded with its files;
 // a quantization-aware full fine-tune (NF4) whose model download holds the f32 and the NF4 folders.
-const SAMPLE = readFileSync('public/datasets/alpaca-facts.jsonl', 'utf8');
 
 test('the settings form works from the keyboard, marks wrong fields and explains a missing model', async ({ page }, info) => {
   const problems = watchProblems(page);
@@ -106,13 +105,7 @@ test('a second tab sees the run the first one trains and cannot start another', 
 test('IA3 picked in the form trains 2 steps and downloads its PEFT files and its merged model; each method shows its fields and memory plan', async ({ page }, info) => {
   test.setTimeout(120_000);
   const problems = watchProblems(page);
-  await page.goto('/');
-  await page.getByRole('button', { name: 'Load the demo model' }).click();
-  await expect(page.getByTestId('loaded-name')).toHaveText('Demo model (built in)');
-  await page.getByRole('tab', { name: 'Data' }).click();
-  await dropFile(page, 'dataset-drop', 'alpaca-facts.jsonl', SAMPLE);
-  await expect(page.getByTestId('stat-rows')).toHaveText('50 rows');
-  await page.getByRole('tab', { name: 'Train' }).click();
+  await loadDemoWithSample(page);
   // Every method of the registry is offered, each with its own fields and a memory plan.
   const shown: Record<string, string> = { QLoRA: 'Base quantization', 'Prompt tuning': 'Initialization', 'Prefix tuning': 'Virtual tokens', 'Bottleneck adapters': 'Reduction factor' };
   for (const [method, field] of Object.entries(shown)) {
@@ -164,13 +157,7 @@ test('IA3 picked in the form trains 2 steps and downloads its PEFT files and its
 test('a quantization-aware full fine-tune (NF4) trains 2 steps and downloads the f32 and NF4 folders', async ({ page }, info) => {
   test.setTimeout(120_000);
   const problems = watchProblems(page);
-  await page.goto('/');
-  await page.getByRole('button', { name: 'Load the demo model' }).click();
-  await expect(page.getByTestId('loaded-name')).toHaveText('Demo model (built in)');
-  await page.getByRole('tab', { name: 'Data' }).click();
-  await dropFile(page, 'dataset-drop', 'alpaca-facts.jsonl', SAMPLE);
-  await expect(page.getByTestId('stat-rows')).toHaveText('50 rows');
-  await page.getByRole('tab', { name: 'Train' }).click();
+  await loadDemoWithSample(page);
   await page.getByRole('radio', { name: /^Full fine-tuning/ }).check();
   await page.getByLabel('Quantization-aware training', { exact: true }).selectOption('nf4');
   await page.getByLabel('Steps', { exact: true }).fill('2');

@@ -58,9 +58,30 @@ function TextInput({ id, field, draft, set, errors, disabled, mode }: OptionsPro
   );
 }
 
+/** The draft fields a choice list edits. */
+type ChoiceField = 'headsMode' | 'scope' | 'wandaPattern' | 'clusterK' | 'clusterTargets' | 'shareInit' | 'distillHeadsMode';
+
+/** A choice list bound to a draft field, described by its help line. */
+function SelectInput({ id, field, choices, draft, set, disabled }: OptionsProps & { id: string; field: ChoiceField; choices: readonly (readonly [string, string])[] }) {
+  return (
+    <select id={id} aria-describedby={`${id}-help`} value={draft[field]} disabled={disabled} onChange={(e) => set({ [field]: e.target.value } as Partial<CompressDraft>)}>
+      {choices.map(([value, label]) => (
+        <option key={value} value={value}>
+          {label}
+        </option>
+      ))}
+    </select>
+  );
+}
+
+const HEAD_KINDS = [
+  ['kv-groups', 'KV head groups'],
+  ['query-heads', 'Query heads per group'],
+] as const;
+
 /** The options of the chosen technique. */
 export function TechniqueOptions(p: OptionsProps) {
-  const { draft, set, errors, layers, disabled } = p;
+  const { draft, errors, layers } = p;
   switch (draft.kind) {
     case 'drop-layers':
       return (
@@ -75,10 +96,7 @@ export function TechniqueOptions(p: OptionsProps) {
             <TextInput {...p} id="cmp-heads" field="headsRemove" mode="numeric" />
           </Field>
           <Field id="cmp-heads-mode" label="What a head is" help="Grouped-query models keep the same number of query heads per KV head either way.">
-            <select id="cmp-heads-mode" aria-describedby="cmp-heads-mode-help" value={draft.headsMode} disabled={disabled} onChange={(e) => set({ headsMode: e.target.value as CompressDraft['headsMode'] })}>
-              <option value="kv-groups">KV head groups</option>
-              <option value="query-heads">Query heads per group</option>
-            </select>
+            <SelectInput {...p} id="cmp-heads-mode" field="headsMode" choices={HEAD_KINDS} />
           </Field>
         </>
       );
@@ -95,10 +113,15 @@ export function TechniqueOptions(p: OptionsProps) {
             <TextInput {...p} id="cmp-sparsity" field="sparsityPercent" mode="decimal" />
           </Field>
           <Field id="cmp-scope" label="Threshold" help="Per tensor: each projection loses the same share. Global: one magnitude threshold for all.">
-            <select id="cmp-scope" aria-describedby="cmp-scope-help" value={draft.scope} disabled={disabled} onChange={(e) => set({ scope: e.target.value as CompressDraft['scope'] })}>
-              <option value="layer">Per tensor</option>
-              <option value="global">Global</option>
-            </select>
+            <SelectInput
+              {...p}
+              id="cmp-scope"
+              field="scope"
+              choices={[
+                ['layer', 'Per tensor'],
+                ['global', 'Global'],
+              ]}
+            />
           </Field>
         </>
       );
@@ -108,10 +131,15 @@ export function TechniqueOptions(p: OptionsProps) {
       return (
         <>
           <Field id="cmp-wanda-pattern" label="Pattern" help="Unstructured: the chosen share of each row. 2:4: 2 of every 4 consecutive weights of a row.">
-            <select id="cmp-wanda-pattern" aria-describedby="cmp-wanda-pattern-help" value={draft.wandaPattern} disabled={disabled} onChange={(e) => set({ wandaPattern: e.target.value as CompressDraft['wandaPattern'] })}>
-              <option value="unstructured">Unstructured</option>
-              <option value="2:4">2:4</option>
-            </select>
+            <SelectInput
+              {...p}
+              id="cmp-wanda-pattern"
+              field="wandaPattern"
+              choices={[
+                ['unstructured', 'Unstructured'],
+                ['2:4', '2:4'],
+              ]}
+            />
           </Field>
           {draft.wandaPattern === 'unstructured' && (
             <Field id="cmp-wanda-sparsity" label="Sparsity" unit="% of each row" help="The share of each output row's weights set to zero (smallest |w|·‖x‖ first)." error={errors.wandaPercent}>
@@ -130,10 +158,15 @@ export function TechniqueOptions(p: OptionsProps) {
             <TextInput {...p} id="cmp-group" field="shareGroup" mode="numeric" />
           </Field>
           <Field id="cmp-share-init" label="Shared weights" help="The mean of the group's layers, or the first layer of each group as it is.">
-            <select id="cmp-share-init" aria-describedby="cmp-share-init-help" value={draft.shareInit} disabled={disabled} onChange={(e) => set({ shareInit: e.target.value as CompressDraft['shareInit'] })}>
-              <option value="mean">Mean of the group</option>
-              <option value="first">First layer of the group</option>
-            </select>
+            <SelectInput
+              {...p}
+              id="cmp-share-init"
+              field="shareInit"
+              choices={[
+                ['mean', 'Mean of the group'],
+                ['first', 'First layer of the group'],
+              ]}
+            />
           </Field>
         </>
       );
@@ -141,16 +174,26 @@ export function TechniqueOptions(p: OptionsProps) {
       return (
         <>
           <Field id="cmp-k" label="Codebook size k" unit="centroids" help="16: half a byte per weight. 256: one byte per weight, closer to the original.">
-            <select id="cmp-k" aria-describedby="cmp-k-help" value={draft.clusterK} disabled={disabled} onChange={(e) => set({ clusterK: e.target.value as CompressDraft['clusterK'] })}>
-              <option value="16">16</option>
-              <option value="256">256</option>
-            </select>
+            <SelectInput
+              {...p}
+              id="cmp-k"
+              field="clusterK"
+              choices={[
+                ['16', '16'],
+                ['256', '256'],
+              ]}
+            />
           </Field>
           <Field id="cmp-targets" label="Clustered tensors" help="Projections only, or the embeddings and lm_head too.">
-            <select id="cmp-targets" aria-describedby="cmp-targets-help" value={draft.clusterTargets} disabled={disabled} onChange={(e) => set({ clusterTargets: e.target.value as CompressDraft['clusterTargets'] })}>
-              <option value="projections">Projections</option>
-              <option value="all-matrices">All matrices</option>
-            </select>
+            <SelectInput
+              {...p}
+              id="cmp-targets"
+              field="clusterTargets"
+              choices={[
+                ['projections', 'Projections'],
+                ['all-matrices', 'All matrices'],
+              ]}
+            />
           </Field>
         </>
       );
@@ -212,16 +255,7 @@ export function DistillOptions(p: OptionsProps & { adapters: AdapterEntry[] | nu
           </Field>
           {draft.distillHeads.trim() !== '' && (
             <Field id="cmp-student-heads-mode" label="What a head is" help="KV head groups: whole key/value heads with the query heads that read them. Query heads: from every KV group.">
-              <select
-                id="cmp-student-heads-mode"
-                aria-describedby="cmp-student-heads-mode-help"
-                value={draft.distillHeadsMode}
-                disabled={disabled}
-                onChange={(e) => set({ distillHeadsMode: e.target.value as CompressDraft['distillHeadsMode'] })}
-              >
-                <option value="kv-groups">KV head groups</option>
-                <option value="query-heads">Query heads per group</option>
-              </select>
+              <SelectInput {...p} id="cmp-student-heads-mode" field="distillHeadsMode" choices={HEAD_KINDS} />
             </Field>
           )}
           <Field id="cmp-student-neurons" label="MLP neurons the student loses" unit="per layer" help="Empty for none. Intermediate channels with the smallest ‖gate‖·‖up‖·‖down‖ go." error={errors.distillNeurons}>
