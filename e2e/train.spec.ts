@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { unzipSync } from 'fflate';
 import { expect, test } from '@playwright/test';
 import { focusIsVisible, watchProblems } from './watch.ts';
-import { SAMPLE, dropFile, loadDemoWithSample } from './drop.ts';
+import { loadDemoWithSample } from './drop.ts';
 
 // The Train screen's settings form from the keyboard, with a message per wrong field and the
 // studio's error box when nothing is loaded; and two tabs: while one trains, the other sees the run
@@ -56,13 +56,7 @@ test('a second tab sees the run the first one trains and cannot start another', 
   test.setTimeout(300_000);
   const a = await context.newPage();
   const problems = watchProblems(a);
-  await a.goto('/');
-  await a.getByRole('button', { name: 'Load the demo model' }).click();
-  await expect(a.getByTestId('loaded-name')).toHaveText('Demo model (built in)');
-  await a.getByRole('tab', { name: 'Data' }).click();
-  await dropFile(a, 'dataset-drop', 'alpaca-facts.jsonl', SAMPLE);
-  await expect(a.getByTestId('stat-rows')).toHaveText('50 rows');
-  await a.getByRole('tab', { name: 'Train' }).click();
+  await loadDemoWithSample(a);
   await a.getByLabel('Steps', { exact: true }).fill('40');
   await a.getByLabel('Batch size').fill('1');
   await a.getByLabel('Sequence length').fill('40');

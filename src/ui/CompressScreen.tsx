@@ -135,7 +135,7 @@ export function CompressScreen() {
             <button type="button" className="primary" disabled={busy} onClick={() => void download()}>
               Download zip
             </button>
-            <button type="button" disabled={busy || loading !== null || loaded.id === `compressed:${result.id}`} onClick={() => void loadResult()}>
+            <button type="button" disabled={busy || loading !== null || loaded.id === result.modelId} onClick={() => void loadResult()}>
               Load as the model
             </button>
             {downloading && (

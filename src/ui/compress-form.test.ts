@@ -121,6 +121,7 @@ describe('the Compress form', () => {
   it('formats the before/after rows with units and changes', () => {
     const r: CompressResult = {
       id: 'c1',
+      modelId: 'compressed:c1',
       label: 'drop layer 1',
       before: { weightBytes: 2000, parameters: 1000, loss: 8.5, tokensPerSecond: 10 },
       after: { weightBytes: 1500, parameters: 750, loss: 8.25, tokensPerSecond: 12.5 },

@@ -155,7 +155,7 @@ export const useCompress = create<CompressState>((set, get) => ({
     const name = `${resultOf ?? 'Compressed model'}, ${result.label}`;
     await useModels.getState().loadCompressed(result.id, name);
     const m = useModels.getState();
-    if (m.loaded?.id === `compressed:${result.id}`) {
+    if (m.loaded?.id === result.modelId) {
       set({ notice: { kind: 'ok', text: `Loaded "${name}" as the model: the Playground, Train and Compress screens use it now.` } });
     } else if (m.loadOutcome) {
       const e = m.loadOutcome.error;

@@ -320,7 +320,8 @@ describe('compression through EngineApi', () => {
     try {
       const loaded = await api.loadCompressedModel(dropped.value.id, 'Demo, drop layer 1');
       if (!loaded.ok) throw new Error(loaded.error.message);
-      expect(loaded.value).toMatchObject({ id: `compressed:${dropped.value.id}`, name: 'Demo, drop layer 1', source: 'compressed', layers: 3 });
+      expect(dropped.value.modelId).toBe(`compressed:${dropped.value.id}`);
+      expect(loaded.value).toMatchObject({ id: dropped.value.modelId, name: 'Demo, drop layer 1', source: 'compressed', layers: 3 });
       const again = await api.compressModel({ technique: { kind: 'drop-layers', layers: [0] }, dataset: null, evaluation });
       if (!again.ok) throw new Error(again.error.message);
       expect(again.value.before.parameters).toBe(dropped.value.after.parameters);

@@ -124,6 +124,8 @@ export interface DistillMeasures {
 
 export interface CompressResult {
   id: string;
+  /** The model id the folder has once loaded as the model (ModelSummary.id, `compressed:<id>`). */
+  modelId: string;
   /** What was done, in words. */
   label: string;
   before: CompressMeasure;
@@ -515,6 +517,7 @@ export async function compressLoaded(deps: CompressDeps, request: CompressReques
     }
     return {
       id,
+      modelId: compressedModelId(id),
       label: techniqueLabel(request.technique),
       before: { weightBytes: weightFileBytes(folder), parameters: parameterCount(folder.config), ...before },
       after: { weightBytes: weightFileBytes(written), parameters: parameterCount(written.config), ...after },

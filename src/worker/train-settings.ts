@@ -139,13 +139,16 @@ const LORA_FIELDS: readonly FieldSpec[] = [
   },
 ];
 
+/** The weight formats as the form's choice lists name them. */
+const QUANT_FORMAT_LABELS: Record<QuantFormat, string> = { nf4: 'NF4 (4-bit normal float)', fp4: 'FP4 (4-bit float)', int8: 'INT8 (per row)', int4: 'INT4 (groups)' };
+
 const QUANT_FIELDS: readonly FieldSpec[] = [
   {
     key: 'quant.format',
     label: 'Base quantization',
     unit: '',
     kind: 'select',
-    options: QUANT_FORMATS.map((f) => ({ value: f, label: { nf4: 'NF4 (4-bit normal float)', fp4: 'FP4 (4-bit float)', int8: 'INT8 (per row)', int4: 'INT4 (groups)' }[f] })),
+    options: QUANT_FORMATS.map((f) => ({ value: f, label: QUANT_FORMAT_LABELS[f] })),
     help: 'How the frozen projection weights are stored while training; the adapter itself trains in f32.',
   },
   {
@@ -170,7 +173,7 @@ const QAT_FIELDS: readonly FieldSpec[] = [
     kind: 'select',
     options: [
       { value: 'off', label: 'Off (f32 weights)' },
-      ...QUANT_FORMATS.map((f) => ({ value: f, label: { nf4: 'NF4 (4-bit normal float)', fp4: 'FP4 (4-bit float)', int8: 'INT8 (per row)', int4: 'INT4 (groups)' }[f] })),
+      ...QUANT_FORMATS.map((f) => ({ value: f, label: QUANT_FORMAT_LABELS[f] })),
     ],
     help: 'Trains through the quantized weights (each forward uses decode(encode(W)), the gradient reaches the f32 weights), and also saves the model in that format.',
   },
